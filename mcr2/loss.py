@@ -1,0 +1,206 @@
+"""The MCR² objective (Yu et al. 2020, arXiv:2006.08558), exact and fast.
+
+With Z the (m, d) features (rows are samples), Z_j the rows of class j and m_j their number,
+
+    R  = ½ logdet(I + d/(m ε²) ZᵀZ)                          (discriminative, expansion)
+    Rc = Σ_j m_j/(2m) · logdet(I + d/(m_j ε²) Z_jᵀZ_j)         (compressive)
+    ΔR = R − Rc,   loss = Rc − γ·R.
+
+Everything depends on the batch only through the per-class Gram matrices Z_jᵀZ_j and the
+counts m_j (ZᵀZ is their sum). :func:`class_statistics` forms them in one pass over the rows
+grouped by label (m·d² multiply-adds, the cost of ZᵀZ itself) and :func:`rate_reduction_from_stats`
+finishes with one batched Cholesky of k+1 small d×d matrices. The same statistics feed the
+nearest-subspace classifier and add up across devices.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+__all__ = [
+    "RateReduction",
+    "class_statistics",
+    "rate_reduction_from_stats",
+    "rate_reduction",
+    "MCR2Loss",
+    "IGNORE_INDEX",
+]
+
+#: Labels below zero (e.g. −1) are dropped from every statistic, like CE's ``ignore_index``.
+IGNORE_INDEX = -1
+
+
+class RateReduction(NamedTuple):
+    """The terms of MCR², each a 0-dim float tensor (float32, or float64 for float64 input)."""
+
+    discriminative: torch.Tensor  # R
+    compressive: torch.Tensor  # Rc
+    delta_r: torch.Tensor  # ΔR = R − Rc
+    loss: torch.Tensor  # Rc − γ·R
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    # Grams and logdets in float32 at least: fp16 Gram diagonals overflow past 65 504 rows.
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+class _SortedClassGrams(torch.autograd.Function):
+    """Per-class Grams of rows already grouped by class: G_j = Σ_{i∈j} w_i z_i z_iᵀ.
+
+    Forward reads Z once through ``order`` (rows grouped by label, ``sizes`` per class);
+    backward writes ∂/∂z_i = w_i z_i (S_j + S_jᵀ) straight back to the unsorted rows, so autograd
+    never sees the gather, the split or the k small products (one m·d² product each way).
+    Weights are constants (no gradient flows to them).
+    """
+
+    @staticmethod
+    def forward(ctx, Z, order, sizes, w_sorted, num_classes):
+        Zs = Z.index_select(0, order)  # (m, d) -> (m', d), classes contiguous
+        Ws = Zs if w_sorted is None else Zs * w_sorted[:, None]
+        grams = Z.new_zeros(num_classes, Z.shape[1], Z.shape[1])
+        for j, (bw, bz) in enumerate(zip(torch.split(Ws, sizes), torch.split(Zs, sizes))):
+            if bz.shape[0]:
+                torch.mm(bw.T, bz, out=grams[j])
+        ctx.save_for_backward(Ws, order)
+        ctx.sizes, ctx.m = sizes, Z.shape[0]
+        return grams
+
+    @staticmethod
+    def backward(ctx, grad_grams):
+        Ws, order = ctx.saved_tensors
+        sym = grad_grams + grad_grams.transpose(1, 2)  # (k, d, d)
+        grad_sorted = torch.empty_like(Ws)
+        start = 0
+        for j, n in enumerate(ctx.sizes):
+            if n:
+                torch.mm(Ws[start:start + n], sym[j], out=grad_sorted[start:start + n])
+            start += n
+        grad_Z = Ws.new_zeros(ctx.m, Ws.shape[1]).index_copy_(0, order, grad_sorted)
+        return grad_Z, None, None, None, None
+
+
+def class_statistics(
+    Z: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class Gram matrices Σ_{i∈j} w_i z_i z_iᵀ and counts Σ_{i∈j} w_i.
+
+    Z: (m, d); labels: (m,) int, values in [0, num_classes) or negative (ignored);
+    weights: optional (m,) non-negative floats or a bool mask (False drops the row).
+    Returns grams (k, d, d) and counts (k,) in float32 (float64 for float64 input).
+
+    Rows are sorted by label once and each class's contiguous block gives its Gram: no k×m×d
+    or k×m×m intermediate. Reading the k block sizes costs one host sync.
+    """
+    if Z.dim() != 2:
+        raise ValueError(f"Z must be (m, d) with samples as rows, got shape {tuple(Z.shape)}")
+    if labels.shape != Z.shape[:1]:
+        raise ValueError(f"labels must be ({Z.shape[0]},), got shape {tuple(labels.shape)}")
+    if labels.dtype.is_floating_point:
+        raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be ≥ 1, got {num_classes}")
+    dtype = _compute_dtype(Z.dtype)
+    with torch.autocast(device_type=Z.device.type, enabled=False):
+        Z = Z.to(dtype)
+        labels = labels.to(Z.device).long()
+        keep = labels >= 0
+        w = None
+        if weights is not None:
+            if weights.shape != labels.shape:
+                raise ValueError(f"weights must be ({Z.shape[0]},), got {tuple(weights.shape)}")
+            weights = weights.to(Z.device)
+            if weights.dtype == torch.bool:
+                keep = keep & weights
+            else:
+                w = weights.detach().to(dtype)
+                keep = keep & (w != 0)
+        sizes = torch.bincount(labels[keep], minlength=num_classes)
+        sizes_list = sizes.tolist()  # the one host sync
+        if len(sizes_list) > num_classes:
+            raise ValueError(f"a label is ≥ num_classes = {num_classes}: {int(labels.max())}")
+        # Rows grouped by label, dropped rows last and cut off: (m,) -> (m',)
+        order = torch.argsort(torch.where(keep, labels, num_classes), stable=True)[: sum(sizes_list)]
+        w_sorted = None if w is None else w[order]
+        grams = _SortedClassGrams.apply(Z, order, sizes_list, w_sorted, num_classes)
+        if w is None:
+            counts = sizes.to(dtype)
+        else:
+            counts = Z.new_zeros(num_classes).index_add_(0, labels[order], w_sorted)
+    return grams, counts
+
+
+def _logdet_spd(A: torch.Tensor) -> torch.Tensor:
+    """log det of a batch of symmetric positive-definite matrices via Cholesky: (..., d, d) -> (...)."""
+    # I + αG with G ⪰ 0 is always SPD; cond ≤ 1 + d/ε² for unit-norm rows, safe in float32.
+    L, _ = torch.linalg.cholesky_ex(A)  # no error check: no host sync; a failure shows as NaN
+    return 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+
+
+def rate_reduction_from_stats(
+    grams: torch.Tensor,
+    counts: torch.Tensor,
+    eps_sq: float = 0.5,
+    gamma: float = 1.0,
+) -> RateReduction:
+    """MCR² from per-class Grams (k, d, d) and counts (k,); see the module docstring."""
+    k, d, _ = grams.shape
+    m = counts.sum()
+    eye = torch.eye(d, dtype=grams.dtype, device=grams.device)
+    present = counts > 0
+    safe_counts = torch.where(present, counts, torch.ones_like(counts))
+    # α_j = d / (m_j ε²); an empty class has G_j = 0, so its term is logdet(I) = 0 anyway.
+    alpha_j = torch.where(present, d / (safe_counts * eps_sq), torch.zeros_like(counts))
+    m_safe = torch.where(m > 0, m, torch.ones_like(m))  # m = 0 (every row dropped): R = Rc = 0
+    alpha = torch.where(m > 0, d / (m_safe * eps_sq), torch.zeros_like(m))
+    A = torch.cat([(eye + alpha * grams.sum(0))[None], eye + alpha_j[:, None, None] * grams])
+    logdets = _logdet_spd(A)  # (k + 1,)
+    R = 0.5 * logdets[0]
+    Rc = (counts / (2.0 * m_safe) * logdets[1:]).sum()
+    return RateReduction(R, Rc, R - Rc, Rc - gamma * R)
+
+
+def rate_reduction(
+    Z: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    eps_sq: float = 0.5,
+    gamma: float = 1.0,
+    weights: torch.Tensor | None = None,
+) -> RateReduction:
+    """Exact MCR² terms of features Z (m, d) with integer labels (m,).
+
+    The caller normalises the rows of Z (the paper puts features on the unit sphere).
+    ``eps_sq`` is ε², the squared precision (0.5 in both the original and the authors' code).
+    ``gamma`` weighs R in the loss Rc − γ·R. ``weights`` (m,) weighs rows (0 = dropped) or is a
+    bool mask; labels < 0 are dropped. Differentiable; float32 inside even under autocast.
+    """
+    grams, counts = class_statistics(Z, labels, num_classes, weights)
+    with torch.autocast(device_type=Z.device.type, enabled=False):
+        return rate_reduction_from_stats(grams, counts, eps_sq, gamma)
+
+
+class MCR2Loss(nn.Module):
+    """``rate_reduction`` as a module: ``MCR2Loss(k)(Z, labels, weights=None) -> RateReduction``.
+
+    Minimise ``.loss`` (= Rc − γ·R); ``weights`` may be a bool mask (the background masking of
+    the report drops background pixels this way) or per-sample weights.
+    """
+
+    def __init__(self, num_classes: int, eps_sq: float = 0.5, gamma: float = 1.0):
+        super().__init__()
+        self.num_classes = num_classes
+        self.eps_sq = eps_sq  # ε²
+        self.gamma = gamma  # γ, weight of R in the loss
+
+    def forward(
+        self, Z: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> RateReduction:
+        return rate_reduction(Z, labels, self.num_classes, self.eps_sq, self.gamma, weights)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, eps_sq={self.eps_sq}, gamma={self.gamma}"

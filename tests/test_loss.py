@@ -1,0 +1,216 @@
+"""The fast MCR² against a float64 reference written straight from the paper's formula."""
+import math
+
+import pytest
+import torch
+
+import mcr2
+from mcr2 import MCR2Loss, NearestSubspace, rate_reduction
+
+
+def reference_rate_reduction(Z, labels, num_classes, eps_sq=0.5, weights=None):
+    """Dense-membership formulation of the original MCR² code, in float64.
+
+    R  = ½ logdet(I + d/(m ε²) ZᵀZ),  Rc = Σ_j tr(Π_j)/(2m) logdet(I + d/(tr(Π_j) ε²) Zᵀ Π_j Z),
+    with Π_j the diagonal membership (times the sample weights) of class j.
+    """
+    Z = Z.double()
+    m, d = Z.shape
+    w = torch.ones(m, dtype=torch.float64) if weights is None else weights.double()
+    w = torch.where(labels >= 0, w, torch.zeros_like(w))
+    m_tot = w.sum()
+    eye = torch.eye(d, dtype=torch.float64)
+    R = 0.5 * torch.logdet(eye + d / (m_tot * eps_sq) * Z.T @ torch.diag(w) @ Z)
+    Rc = torch.zeros((), dtype=torch.float64)
+    for j in range(num_classes):
+        Pi = torch.diag(w * (labels == j).double())  # (m, m) membership
+        trPi = torch.trace(Pi)
+        if trPi == 0:
+            continue
+        Rc = Rc + trPi / (2 * m_tot) * torch.logdet(eye + d / (trPi * eps_sq) * Z.T @ Pi @ Z)
+    return R, Rc
+
+
+def unit_rows(m, d, generator, dtype=torch.float32):
+    Z = torch.randn(m, d, generator=generator, dtype=torch.float64)
+    return torch.nn.functional.normalize(Z, dim=1).to(dtype)
+
+
+CASES = [
+    # (m, d, k, description)
+    (200, 16, 4, "plain"),
+    (10, 32, 3, "m < d"),
+    (50, 8, 1, "k = 1"),
+    (60, 12, 7, "empty classes"),
+    (40, 6, 5, "a single sample in a class"),
+]
+
+
+@pytest.mark.parametrize("m,d,k,what", CASES)
+@pytest.mark.parametrize("eps_sq", [0.5, 0.1])
+def test_matches_float64_reference(m, d, k, what, eps_sq):
+    g = torch.Generator().manual_seed(m * 31 + d)
+    Z = unit_rows(m, d, g)
+    labels = torch.randint(0, k, (m,), generator=g)
+    if what == "empty classes":
+        labels = torch.randint(0, 3, (m,), generator=g) * 2  # classes 1, 3, 5, 6 empty
+    if what == "a single sample in a class":
+        labels = torch.randint(0, k - 1, (m,), generator=g)
+        labels[7] = k - 1
+    out = rate_reduction(Z, labels, k, eps_sq=eps_sq)
+    R, Rc = reference_rate_reduction(Z, labels, k, eps_sq)
+    assert out.discriminative.dtype == torch.float32
+    torch.testing.assert_close(out.discriminative.double(), R, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.compressive.double(), Rc, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.delta_r.double(), R - Rc, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.loss, out.compressive - out.discriminative)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_input_is_computed_in_float32(dtype):
+    g = torch.Generator().manual_seed(3)
+    Z = unit_rows(300, 16, g, dtype)
+    labels = torch.randint(0, 5, (300,), generator=g)
+    out = rate_reduction(Z, labels, 5)
+    R, Rc = reference_rate_reduction(Z.double(), labels, 5)  # same rounded input
+    assert out.discriminative.dtype == torch.float32
+    torch.testing.assert_close(out.discriminative.double(), R, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.compressive.double(), Rc, rtol=1e-5, atol=1e-6)
+
+
+def test_float32_under_autocast():
+    g = torch.Generator().manual_seed(4)
+    Z = unit_rows(100, 8, g)
+    labels = torch.randint(0, 3, (100,), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = rate_reduction(Z, labels, 3)
+    R, _ = reference_rate_reduction(Z, labels, 3)
+    assert out.discriminative.dtype == torch.float32
+    torch.testing.assert_close(out.discriminative.double(), R, rtol=1e-5, atol=1e-6)
+
+
+def test_permutation_and_rotation_invariance():
+    g = torch.Generator().manual_seed(5)
+    Z = unit_rows(120, 10, g, torch.float64)
+    labels = torch.randint(0, 4, (120,), generator=g)
+    base = rate_reduction(Z, labels, 4)
+    perm = torch.randperm(120, generator=g)
+    permuted = rate_reduction(Z[perm], labels[perm], 4)
+    Q, _ = torch.linalg.qr(torch.randn(10, 10, generator=g, dtype=torch.float64))
+    rotated = rate_reduction(Z @ Q, labels, 4)
+    for a, b, c in zip(base, permuted, rotated):
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a, c)
+
+
+def test_gradcheck_float64():
+    g = torch.Generator().manual_seed(6)
+    Z = unit_rows(12, 5, g, torch.float64).requires_grad_()
+    labels = torch.tensor([0, 0, 1, 1, 1, 2, 2, 0, 1, 2, 2, 0])
+    w = torch.rand(12, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda z: rate_reduction(z, labels, 4).loss, (Z,))
+    assert torch.autograd.gradcheck(lambda z: rate_reduction(z, labels, 4, weights=w).delta_r, (Z,))
+
+
+def test_closed_form_for_orthogonal_classes():
+    # Class j is n copies of the basis vector e_j: ZᵀZ = n·diag(1_k, 0), Z_jᵀZ_j = n·e_j e_jᵀ.
+    d, k, n, eps_sq = 6, 3, 5, 0.5
+    Z = torch.eye(d)[:k].repeat_interleave(n, dim=0)
+    labels = torch.arange(k).repeat_interleave(n)
+    m = k * n
+    out = rate_reduction(Z, labels, k, eps_sq=eps_sq)
+    R = 0.5 * k * math.log(1 + d / (m * eps_sq) * n)
+    Rc = sum(n / (2 * m) * math.log(1 + d / (n * eps_sq) * n) for _ in range(k))
+    assert out.discriminative.item() == pytest.approx(R, rel=1e-6)
+    assert out.compressive.item() == pytest.approx(Rc, rel=1e-6)
+
+
+def test_zero_weights_equal_dropping_rows_and_masks_and_ignore():
+    g = torch.Generator().manual_seed(7)
+    Z = unit_rows(80, 8, g, torch.float64)
+    labels = torch.randint(0, 4, (80,), generator=g)
+    keep = torch.rand(80, generator=g) > 0.4
+    dropped = rate_reduction(Z[keep], labels[keep], 4)
+    weighted = rate_reduction(Z, labels, 4, weights=keep.double())
+    masked = MCR2Loss(4)(Z, labels, weights=keep)
+    ignored = rate_reduction(Z, torch.where(keep, labels, torch.full_like(labels, -1)), 4)
+    for a, b, c, e in zip(dropped, weighted, masked, ignored):
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a, c)
+        torch.testing.assert_close(a, e)
+
+
+def test_weights_match_reference():
+    g = torch.Generator().manual_seed(8)
+    Z = unit_rows(90, 7, g, torch.float64)
+    labels = torch.randint(0, 3, (90,), generator=g)
+    w = torch.rand(90, generator=g, dtype=torch.float64) * 2
+    out = rate_reduction(Z, labels, 3, weights=w)
+    R, Rc = reference_rate_reduction(Z, labels, 3, weights=w)
+    torch.testing.assert_close(out.discriminative, R)
+    torch.testing.assert_close(out.compressive, Rc)
+
+
+def test_gamma_and_module_wrapper():
+    g = torch.Generator().manual_seed(9)
+    Z = unit_rows(50, 6, g)
+    labels = torch.randint(0, 3, (50,), generator=g)
+    out = MCR2Loss(3, eps_sq=0.5, gamma=2.0)(Z, labels)
+    torch.testing.assert_close(out.loss, out.compressive - 2.0 * out.discriminative)
+
+
+def test_clear_errors():
+    Z = torch.randn(10, 4)
+    with pytest.raises(ValueError, match="num_classes"):
+        rate_reduction(Z, torch.full((10,), 5), 3)
+    with pytest.raises(ValueError, match=r"\(m, d\)"):
+        rate_reduction(Z[None], torch.zeros(10, dtype=torch.long), 3)
+    with pytest.raises(TypeError, match="integer"):
+        rate_reduction(Z, torch.zeros(10), 3)
+
+
+def test_all_rows_dropped_gives_zero():
+    Z = unit_rows(10, 4, torch.Generator().manual_seed(0))
+    out = rate_reduction(Z, torch.full((10,), -1), 3)
+    assert out.discriminative.item() == 0.0 and out.compressive.item() == 0.0
+
+
+def subspace_data(k, d, r, n, noise, g):
+    bases = [torch.linalg.qr(torch.randn(d, r, generator=g))[0] for _ in range(k)]
+    Z = torch.cat([(b @ torch.randn(r, n, generator=g)).T for b in bases])
+    Z = Z + noise * torch.randn(Z.shape, generator=g)
+    labels = torch.arange(k).repeat_interleave(n)
+    return torch.nn.functional.normalize(Z, dim=1), labels
+
+
+def test_nearest_subspace_accuracy_and_streaming():
+    g = torch.Generator().manual_seed(10)
+    Z, labels = subspace_data(k=5, d=32, r=3, n=200, noise=0.05, g=g)
+    perm = torch.randperm(len(labels), generator=g)
+    Z, labels = Z[perm], labels[perm]
+    train, test = slice(0, 700), slice(700, None)
+    clf = NearestSubspace(3).fit(Z[train], labels[train], 5)
+    acc = (clf.predict(Z[test]) == labels[test]).float().mean().item()
+    assert acc >= 0.99
+    streamed = NearestSubspace(3)
+    for chunk in torch.split(torch.arange(700), 128):
+        streamed.partial_fit(Z[chunk], labels[chunk], 5)
+    torch.testing.assert_close(streamed.predict(Z[test]), clf.predict(Z[test]))
+    centred = NearestSubspace(3, center=True).fit(Z[train], labels[train], 5)
+    assert (centred.predict(Z[test]) == labels[test]).float().mean().item() >= 0.99
+
+
+def test_nearest_subspace_never_predicts_an_empty_class():
+    g = torch.Generator().manual_seed(11)
+    Z, labels = subspace_data(k=4, d=16, r=2, n=50, noise=0.05, g=g)
+    labels = labels + (labels >= 2).long()  # class 2 of 5 has no samples
+    clf = NearestSubspace(2).fit(Z, labels, 5)
+    # Zero vectors score 0 for every non-empty class: an empty class must still lose.
+    probe = torch.cat([torch.zeros(5, 16), torch.randn(500, 16, generator=g)])
+    assert not (clf.predict(probe) == 2).any()
+    assert torch.isinf(clf.scores(probe)[:, 2]).all()
+
+
+def test_public_api():
+    for name in ["rate_reduction", "MCR2Loss", "NearestSubspace", "RateReduction"]:
+        assert hasattr(mcr2, name)
