@@ -1,0 +1,107 @@
+"""The report's experiments and the two profiles, as data.
+
+``experiment(name, profile, seed)`` gives the :class:`~mcr2.config.Experiment` of one run.
+``EXPERIMENTS`` says what each experiment is (model, loss, data, switches), ``PROFILES`` how big
+it is run (``smoke``: narrow models and a few hundred images, seconds on a 2-core CPU;
+``paper``: the report's scale, FACTS.md "Models and training", for a GPU).
+"""
+from __future__ import annotations
+
+from .config import DataConfig, EvalConfig, Experiment, LossConfig, ModelConfig, OptimConfig
+
+__all__ = ["EXPERIMENTS", "PROFILES", "experiment", "CHAPTER_EXPERIMENTS"]
+
+_CLS = dict(task="classification", val_domains=("mnist", "usps"))
+_SEG = dict(task="segmentation", val_domains=("mnist",))
+
+#: What each experiment of the report is; sizes come from the profile.
+EXPERIMENTS: dict[str, dict] = {
+    # Figure 1: ResNet18, CE vs MCR², trained on MNIST or on DIGITS, validated on MNIST and USPS.
+    "cls_mnist_ce": dict(data=dict(_CLS, train_domain="mnist"), model=dict(arch="resnet18"), loss=dict(kind="ce")),
+    "cls_mnist_mcr2": dict(data=dict(_CLS, train_domain="mnist"), model=dict(arch="resnet18"), loss=dict(kind="mcr2")),
+    "cls_digits_ce": dict(data=dict(_CLS, train_domain="digits"), model=dict(arch="resnet18"), loss=dict(kind="ce")),
+    "cls_digits_mcr2": dict(data=dict(_CLS, train_domain="digits"), model=dict(arch="resnet18"), loss=dict(kind="mcr2")),
+    # Figure 2a: U-Net segmentation of plain MNIST.
+    "seg_mnist_mcr2": dict(data=dict(_SEG, train_domain="mnist"), model=dict(arch="unet"), loss=dict(kind="mcr2")),
+    "seg_mnist_ce": dict(data=dict(_SEG, train_domain="mnist"), model=dict(arch="unet"), loss=dict(kind="ce")),
+    # Figures 2b, 3, 5, 6, 7: MNIST on CIFAR-100 backgrounds, without and with background masking.
+    "seg_bg_mcr2": dict(data=dict(_SEG, train_domain="mnist", background="cifar100"), model=dict(arch="unet"), loss=dict(kind="mcr2")),
+    "seg_bg_ce": dict(data=dict(_SEG, train_domain="mnist", background="cifar100"), model=dict(arch="unet"), loss=dict(kind="ce")),
+    "seg_bg_mcr2_masked": dict(
+        data=dict(_SEG, train_domain="mnist", background="cifar100"),
+        model=dict(arch="unet"),
+        loss=dict(kind="mcr2", background_mask="predicted"),  # threshold 0.99 (LossConfig)
+    ),
+}
+
+#: Which experiments each chapter renders (the CLI's ``--chapter`` and the claims ledger use it).
+CHAPTER_EXPERIMENTS = {
+    "classification": ["cls_mnist_ce", "cls_mnist_mcr2", "cls_digits_ce", "cls_digits_mcr2"],
+    "segmentation": ["seg_mnist_mcr2", "seg_mnist_ce"],
+    "backgrounds": ["seg_bg_mcr2", "seg_mnist_mcr2"],
+    "masking": ["seg_bg_mcr2_masked", "seg_bg_mcr2", "seg_bg_ce"],
+}
+
+#: Sizes per profile and task. ``smoke`` keeps the report's losses and switches but shrinks models,
+#: data and epochs, uses SGD with momentum so that a few hundred images learn something, and
+#: lowers the masking threshold to 0.9 (a 5-epoch toy head rarely reaches 0.99).
+PROFILES: dict[str, dict[str, dict]] = {
+    "smoke": {
+        "classification": dict(
+            data=dict(train_limit=600, val_limit=300),
+            model=dict(width=8, feature_dim=32),
+            optim=dict(optimizer="sgd", lr=0.05, momentum=0.9, epochs=4, batch_size=100),
+            eval=dict(fit_limit=None),
+        ),
+        "segmentation": dict(
+            data=dict(train_limit=300, val_limit=100),
+            model=dict(width=8, feature_dim=32, depth=3),
+            optim=dict(optimizer="adam", lr=3e-3, lr_decay=0.96, epochs=5, batch_size=25),
+            loss=dict(mask_threshold=0.9, mask_check_images=64),
+            eval=dict(fit_limit=None, preview_images=6, feature_samples=5_000, feature_keep=1_000),
+        ),
+    },
+    "paper": {
+        "classification": dict(
+            model=dict(width=64, feature_dim=128),
+            optim=dict(optimizer="sgd", lr=0.003, momentum=0.0, epochs=100, batch_size=500),
+            eval=dict(fit_limit=20_000, every=5),
+        ),
+        "segmentation": dict(
+            model=dict(width=64, feature_dim=128, depth=4),
+            optim=dict(optimizer="adam", lr=1e-3, lr_decay=0.96, epochs=30, batch_size=1000),
+            eval=dict(fit_limit=10_000),
+        ),
+    },
+}
+
+_CLASSES = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "eval": EvalConfig}
+
+
+def _merge(*parts: dict) -> dict:
+    out: dict = {}
+    for part in parts:
+        for key, value in part.items():
+            out[key] = {**out.get(key, {}), **value}
+    return out
+
+
+def experiment(name: str, profile: str = "smoke", seed: int = 0, **overrides) -> Experiment:
+    """The experiment ``name`` of the report at the ``profile``'s scale.
+
+    ``overrides`` change single fields with dotted names, e.g. ``**{"optim.epochs": 2}``; the
+    profile of the result is then ``"custom"`` unless the value equals the profile's.
+    """
+    if name not in EXPERIMENTS:
+        raise KeyError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    if profile not in PROFILES:
+        raise KeyError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    spec = EXPERIMENTS[name]
+    sizes = PROFILES[profile][spec["data"]["task"]]
+    merged = _merge(spec, sizes)
+    exp = Experiment(name=name, profile=profile, seed=seed, **{k: _CLASSES[k](**v) for k, v in merged.items()})
+    if overrides:
+        changed = exp.replace(**overrides)
+        if changed != exp:
+            exp = changed.replace(profile="custom")
+    return exp
