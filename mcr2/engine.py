@@ -30,7 +30,7 @@ from .models import ClassifierHead, ResNet18Features, UNet
 from .records import RunRecord, default_runs_dir, find_record, load_record, provenance, record_dir, write_record
 from .subspace import NearestSubspace
 
-__all__ = ["run", "TrainingDiverged", "RecordMissing", "resolve_device", "background_check"]
+__all__ = ["run", "run_all", "TrainingDiverged", "RecordMissing", "resolve_device", "background_check"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -77,6 +77,40 @@ def run(
             f"with a GPU, or render the smoke profile."
         )
     return _Trainer(exp, runs_dir, resolve_device(device), progress).train()
+
+
+def run_all(
+    names: list[str],
+    profile: str,
+    seeds: list[int] | None = None,
+    *,
+    runs_dir: str | Path | None = None,
+    retrain: bool = False,
+    train_if_missing: bool | None = None,
+    device=None,
+    progress: str = "auto",
+    **overrides,
+) -> dict[str, list[RunRecord]]:
+    """Records of several experiments × seeds: ``{name: [record per seed]}``.
+
+    seeds: default :data:`~mcr2.experiments.PROFILE_SEEDS` of the profile. train_if_missing:
+    default True, except for the paper profile without CUDA, where a missing record raises
+    :class:`RecordMissing` rather than starting a GPU-scale run on a CPU.
+    overrides: dotted fields changed in every experiment (e.g. ``**{"optim.epochs": 2}``).
+    """
+    from .experiments import PROFILE_SEEDS, experiment
+
+    seeds = PROFILE_SEEDS[profile] if seeds is None else list(seeds)
+    if train_if_missing is None:
+        train_if_missing = profile != "paper" or resolve_device(device).type == "cuda"
+    out: dict[str, list[RunRecord]] = {}
+    for name in names:
+        out[name] = [
+            run(experiment(name, profile, seed, **overrides), runs_dir, retrain=retrain,
+                train_if_missing=train_if_missing, device=device, progress=progress)
+            for seed in seeds
+        ]
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .config import DataConfig, EvalConfig, Experiment, LossConfig, ModelConfig, OptimConfig
 
-__all__ = ["EXPERIMENTS", "PROFILES", "experiment", "CHAPTER_EXPERIMENTS"]
+__all__ = ["EXPERIMENTS", "PROFILES", "PROFILE_SEEDS", "experiment", "CHAPTER_EXPERIMENTS"]
 
 _CLS = dict(task="classification", val_domains=("mnist", "usps"))
 _SEG = dict(task="segmentation", val_domains=("mnist",))
@@ -74,6 +74,9 @@ PROFILES: dict[str, dict[str, dict]] = {
         ),
     },
 }
+
+#: Seeds a chapter runs by default: one on the smoke profile, three at paper scale (mean ± sd).
+PROFILE_SEEDS: dict[str, list[int]] = {"smoke": [0], "paper": [0, 1, 2]}
 
 _CLASSES = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "eval": EvalConfig}
 

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .config import Experiment, config_key, experiment_from_dict
 
-__all__ = ["RunRecord", "record_dir", "find_record", "load_record", "write_record", "provenance", "default_runs_dir"]
+__all__ = ["RunRecord", "records_table", "record_dir", "find_record", "load_record", "write_record", "provenance", "default_runs_dir"]
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -72,8 +72,7 @@ class RunRecord:
 def load_record(path: Path) -> RunRecord:
     path = Path(path)
     record = json.loads((path / "record.json").read_text())
-    history = pd.read_csv(path / "history.csv") if (path / "history.csv").exists() else pd.DataFrame()
-    steps = pd.read_csv(path / "steps.csv") if (path / "steps.csv").exists() else pd.DataFrame()
+    history, steps = _read_table(path / "history.csv"), _read_table(path / "steps.csv")
     artefacts = {}
     if (path / "artefacts.npz").exists():
         with np.load(path / "artefacts.npz", allow_pickle=False) as npz:
@@ -81,13 +80,21 @@ def load_record(path: Path) -> RunRecord:
     return RunRecord(path, experiment_from_dict(record["config"]), record, history, steps, artefacts)
 
 
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):  # a run that failed before its first epoch
+        return pd.DataFrame()
+
+
 def find_record(exp: Experiment, runs_dir: Path) -> RunRecord | None:
     """The complete record of exactly this config (and code version), or None."""
     path = record_dir(exp, runs_dir)
     if not (path / "record.json").exists():
         return None
-    rec = load_record(path)
-    return rec if rec.status == "complete" else None
+    if json.loads((path / "record.json").read_text()).get("status") != "complete":
+        return None
+    return load_record(path)
 
 
 def write_record(exp: Experiment, runs_dir: Path, record: dict, history: list[dict], steps: list[dict], artefacts: dict) -> Path:
@@ -99,8 +106,7 @@ def write_record(exp: Experiment, runs_dir: Path, record: dict, history: list[di
     try:
         pd.DataFrame(history).to_csv(tmp / "history.csv", index=False)
         pd.DataFrame(steps).to_csv(tmp / "steps.csv", index=False)
-        if artefacts:
-            np.savez_compressed(tmp / "artefacts.npz", **{k: np.asarray(v) for k, v in artefacts.items()})
+        np.savez_compressed(tmp / "artefacts.npz", **{k: np.asarray(v) for k, v in artefacts.items()})
         # record.json last: a folder without it is never read as a record.
         (tmp / "record.json").write_text(json.dumps(_jsonable(record), indent=1, allow_nan=True))
         if final.exists():
@@ -163,3 +169,27 @@ def provenance(device) -> dict:
         "platform": platform.platform(),
         "device": dev,
     }
+
+
+def records_table(records) -> pd.DataFrame:
+    """One row per record (a dict name -> [records] or a list): what was rendered, from where."""
+    if isinstance(records, dict):
+        records = [r for recs in records.values() for r in recs]
+    rows = []
+    for r in records:
+        prov = r.record.get("provenance", {})
+        data = r.record.get("data", {}).get("train", {})
+        rows.append({
+            "experiment": r.config.name,
+            "seed": r.config.seed,
+            "profile": r.config.profile,
+            "status": r.status,
+            "epochs": r.config.optim.epochs,
+            "train images": data.get("N"),
+            "background source": data.get("background_source") or "none",
+            "device": prov.get("device", {}).get("name"),
+            "commit": (prov.get("git_commit") or "?")[:8] + ("+dirty" if prov.get("git_dirty") else ""),
+            "wall time (s)": round(r.record.get("wall_time_s", float("nan")), 1),
+            "record": str(r.path.relative_to(_REPO)) if r.path.is_relative_to(_REPO) else str(r.path),
+        })
+    return pd.DataFrame(rows)
