@@ -1,0 +1,230 @@
+"""The book: chapters execute with injected parameters, the whole book builds with warnings as
+errors, every page holds its figures and captions, MathJax is served locally, and a chapter
+renders in headless Chromium.
+
+All tests here are marked ``book`` (slow): ``pytest -m "not book"`` skips them.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIRST_CHAPTER = "01_rate_reduction"
+
+
+def _load_book_tool():
+    spec = importlib.util.spec_from_file_location("mcr2_book_tool", ROOT / "tools" / "book.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+book = _load_book_tool()
+
+pytestmark = pytest.mark.book
+
+# ```{glue:figure} key / ```{figure} path / :::{figure-md} ... with a :name: option.
+_FIGURE_DIRECTIVE = re.compile(r"^\s*(?:```+|:::+)\s*\{(?:glue:figure|figure|figure-md)\}", re.M)
+
+
+def _read(path: Path):
+    return nbformat.read(str(path), as_version=4)
+
+
+def _errors(nb) -> list[str]:
+    """Error outputs and tracebacks printed by any code cell."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                found.append(f"cell {i}: {out.get('ename')}: {out.get('evalue')}")
+            text = out.get("text", "") if out.get("output_type") == "stream" else ""
+            if "Traceback" in text:
+                found.append(f"cell {i}: traceback in {out.get('name')}: {text[:200]}")
+    return found
+
+
+def _stream_text(nb) -> str:
+    return "".join(
+        out.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "stream"
+    )
+
+
+def _glue_names(nb) -> set[str]:
+    return {
+        out.get("metadata", {}).get("scrapbook", {}).get("name")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.get("metadata", {}).get("scrapbook")
+    }
+
+
+def _figure_directives(nb) -> int:
+    return sum(len(_FIGURE_DIRECTIVE.findall(c.source)) for c in nb.cells if c.cell_type == "markdown")
+
+
+def _page(name: str) -> str:
+    """toc entry of chapter NAME, e.g. book/01_rate_reduction."""
+    return next(f for f in book.toc_files() if Path(f).name == name)
+
+
+# --------------------------------------------------------------------------- one chapter
+
+
+def test_chapter_executes_with_injected_parameters(tmp_path):
+    params = {"seed": 3, "feature_dim": 16, "samples_per_class": 60, "eps_sq": 0.25}
+    result = book.execute(FIRST_CHAPTER, "smoke", params, out_dir=tmp_path)
+    out = Path(result["output"])
+    assert out.parent == tmp_path and out.exists()
+    nb = _read(out)
+
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1, "papermill should inject exactly one parameters cell"
+    assigned = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in ast.parse(injected[0].source).body
+        if isinstance(node, ast.Assign)
+    }
+    assert assigned == {**params, "profile": "smoke"}
+    # The injected values reached the code, not just the cell.
+    assert "profile=smoke seed=3 d=16 k=4 m_j=60 eps_sq=0.25" in _stream_text(nb)
+
+    assert not _errors(nb)
+    assert {"rr-curves", "ns-accuracy", "cosine"} <= _glue_names(nb)
+    assert result["figures"] == book.count_figures(nb) >= 3
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            for mime, data in output.get("data", {}).items():
+                if mime.endswith("image/png"):
+                    assert len(data) > 1000, "figure is (nearly) empty"
+
+
+# --------------------------------------------------------------------------- the whole book
+
+
+@pytest.fixture(scope="session")
+def built_book():
+    """Execute every chapter of _toc.yml on the smoke profile and build the HTML, once."""
+    book.main(["build", "--profile", "smoke"])
+    chapters = book.chapters()
+    assert FIRST_CHAPTER in chapters
+    return {
+        name: {
+            "notebook": _read(book.SRC / "book" / f"{name}.ipynb"),
+            "html": (book.HTML / f"{_page(name)}.html").read_text(encoding="utf-8"),
+            "path": book.HTML / f"{_page(name)}.html",
+        }
+        for name in chapters
+    }
+
+
+def test_book_index_exists(built_book):
+    assert (book.HTML / "index.html").exists()
+    for page in book.toc_files():
+        assert (book.HTML / f"{page}.html").exists(), f"{page} listed in _toc.yml but not built"
+
+
+def test_every_chapter_page_holds_its_figures_and_captions(built_book):
+    for name, chapter in built_book.items():
+        nb, html = chapter["notebook"], chapter["html"]
+        figures = book.count_figures(nb)
+        assert figures >= 1, f"{name}: executed notebook holds no figure"
+        images = re.findall(r"<img\b[^>]*\bsrc=\"([^\"]+)\"", html)
+        assert len(images) >= figures, f"{name}: {len(images)} <img> in the HTML, {figures} figures in the notebook"
+        for src in images:
+            if not src.startswith("data:"):
+                assert (chapter["path"].parent / src).resolve().exists(), f"{name}: missing image {src}"
+
+        captioned = _figure_directives(nb)
+        numbers = re.findall(r'<span class="caption-number">Fig\. (\d+) </span>', html)
+        assert len(numbers) == captioned, f"{name}: {captioned} figure directives, {len(numbers)} numbered captions"
+        assert len(re.findall(r"<figcaption>", html)) >= captioned
+        for key in re.findall(r"^:name:\s*(\S+)", "\n".join(c.source for c in nb.cells if c.cell_type == "markdown"), re.M):
+            assert f'id="{key}"' in html, f"{name}: figure {key} has no anchor in the HTML"
+        # Every {numref} resolved to a number (sphinx -n would also fail the build).
+        assert "std-numref" in html or captioned == 0
+
+    first = built_book[FIRST_CHAPTER]["html"]
+    for key in ("fig-rr-curves", "fig-ns-accuracy", "fig-cosine"):
+        assert f'href="#{key}"' in first, f"{key} is never cross-referenced"
+    assert "Rate reduction in one page" in first
+
+
+def test_executed_chapters_hold_no_errors(built_book):
+    for name, chapter in built_book.items():
+        assert not _errors(chapter["notebook"]), name
+        assert "Traceback" not in chapter["html"], name
+
+
+def test_mathjax_is_served_locally(built_book):
+    assert (book.HTML / "_static" / "mathjax" / "tex-chtml.js").exists()
+    pages = [book.HTML / f"{p}.html" for p in book.toc_files()]
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        scripts = re.findall(r"<script\b[^>]*\bsrc=\"([^\"]+)\"", html)
+        assert any(re.search(r"(^|/)_static/mathjax/tex-chtml\.js", s) for s in scripts), f"{page}: no local MathJax"
+        remote = [s for s in scripts if re.match(r"(https?:)?//", s)]
+        assert not remote, f"{page}: scripts loaded from the network: {remote}"
+        assert not re.search(r"cdn\.jsdelivr|cdnjs|mathjax@|polyfill\.io", html, re.I), f"{page}: CDN URL"
+
+
+# --------------------------------------------------------------------------- rendered in a browser
+
+
+def _chromium() -> str | None:
+    for candidate in ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(candidate)
+        if path:
+            return path
+    return None
+
+
+def _run_chromium(exe: str, profile_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
+        f"--user-data-dir={profile_dir}",
+    ]
+    return subprocess.run([exe, *flags, *args], capture_output=True, text=True, timeout=180)
+
+
+def test_chapter_renders_in_headless_chromium(built_book, tmp_path):
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    chapter = built_book[FIRST_CHAPTER]
+    url = chapter["path"].resolve().as_uri()
+
+    dom = _run_chromium(exe, tmp_path / "profile-dom", "--virtual-time-budget=5000", "--dump-dom", url)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    static_images = re.findall(r"<img\b[^>]*\bsrc=\"([^\"]+)\"", chapter["html"])
+    rendered_images = re.findall(r"<img\b[^>]*\bsrc=\"([^\"]+)\"", dom.stdout)
+    assert len(rendered_images) >= len(static_images) >= book.count_figures(chapter["notebook"])
+    assert "mjx-container" in dom.stdout, "MathJax did not typeset the page"
+    assert "<mjx-merror" not in dom.stdout, "MathJax reported a TeX error"
+
+    shot = tmp_path / "shot.png"
+    run = _run_chromium(exe, tmp_path / "profile-shot", "--virtual-time-budget=5000", f"--screenshot={shot}",
+                        "--window-size=1200,2000", url)
+    assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        assert im.size == (1200, 2000)
+        colours = im.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours is None or len(colours) > 200, "screenshot is (nearly) blank"

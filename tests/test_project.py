@@ -1,0 +1,81 @@
+"""The project's environments agree: `make venv` (pyproject.toml + requirements-pins.txt) and
+`conda env create -f environment.yml` install the same pins and the same extras."""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pins() -> dict[str, str]:
+    """requirements-pins.txt as {name: version}; every line must be an exact pin."""
+    pins = {}
+    for line in (ROOT / "requirements-pins.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        req = Requirement(line)
+        (spec,) = req.specifier
+        assert spec.operator == "==", f"requirements-pins.txt: {line!r} is not an exact pin"
+        pins[req.name.lower()] = spec.version
+    return pins
+
+
+def _conda() -> tuple[list, list[str]]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    deps = env["dependencies"]
+    pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
+    return deps, pip
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_torch_pins_are_the_ones_the_machines_hold():
+    pins = _pins()
+    assert pins.get("torch") == "2.14.1"
+    assert pins.get("torchvision") == "0.29.1"
+
+
+def test_environment_yml_installs_the_same_pins_as_make_venv():
+    _, pip = _conda()
+    conda_pins = {}
+    for line in pip:
+        if line.startswith("-"):
+            continue
+        req = Requirement(line)
+        (spec,) = req.specifier
+        conda_pins[req.name.lower()] = spec.version
+    assert conda_pins == _pins()
+
+
+def test_both_install_the_package_with_the_book_and_test_extras():
+    _, pip = _conda()
+    editable = [line for line in pip if line.startswith("-e")]
+    assert [re.sub(r"\s+", " ", e) for e in editable] == ["-e .[book,test]"]
+    extras = _pyproject()["project"]["optional-dependencies"]
+    assert {"book", "test"} <= set(extras)
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"pip install .*-r requirements-pins\.txt .*-e '\.\[book,test\]'", makefile), (
+        "the Makefile's venv target should install requirements-pins.txt and -e .[book,test]"
+    )
+
+
+def test_pins_satisfy_the_library_ranges_and_python():
+    project = _pyproject()["project"]
+    ranges = {Requirement(r).name.lower(): Requirement(r).specifier for r in project["dependencies"]}
+    for name, version in _pins().items():
+        if name in ranges:
+            assert Version(version) in ranges[name], f"{name}=={version} outside pyproject's {ranges[name]}"
+    deps, _ = _conda()
+    python = next(d for d in deps if isinstance(d, str) and d.startswith("python"))
+    conda_python = python.split("=", 1)[1]
+    assert Version(conda_python) in SpecifierSet(project["requires-python"])
