@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "rate_reduction",
     "MCR2Loss",
     "IGNORE_INDEX",
+    "all_reduce_statistics",
+    "pooled_rows",
 ]
 
 #: Labels below zero (e.g. −1) are dropped from every statistic, like CE's ``ignore_index``.
@@ -164,6 +167,34 @@ def rate_reduction_from_stats(
     return RateReduction(R, Rc, R - Rc, Rc - gamma * R)
 
 
+def all_reduce_statistics(
+    grams: torch.Tensor, counts: torch.Tensor, group=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum per-class Grams and counts over the ranks of ``group``, differentiably.
+
+    MCR² depends on the batch only through these sums, so every rank then holds the statistics of
+    the global batch and computes the global loss. The gradient reaching each rank's own rows is
+    exactly that of the global loss: ``torch.distributed.nn``'s all_reduce sums the (identical)
+    upstream gradients of all W ranks in its backward, so the forward value is kept and the
+    gradient path is scaled by 1/W.
+    """
+    import torch.distributed as dist
+    from torch.distributed.nn.functional import all_reduce
+
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError(
+            "distributed MCR² needs an initialised process group: call "
+            "torch.distributed.init_process_group(...) first (torchrun does it for you), "
+            "or pass distributed=False"
+        )
+    world = dist.get_world_size(group)
+    summed = all_reduce(grams, group=group)
+    grams = summed / world + (summed - summed / world).detach()  # value: the sum; gradient: ∂L/∂G
+    counts = counts.detach().clone()
+    dist.all_reduce(counts, group=group)
+    return grams, counts
+
+
 def rate_reduction(
     Z: torch.Tensor,
     labels: torch.Tensor,
@@ -171,6 +202,8 @@ def rate_reduction(
     eps_sq: float = 0.5,
     gamma: float = 1.0,
     weights: torch.Tensor | None = None,
+    distributed: bool = False,
+    group=None,
 ) -> RateReduction:
     """Exact MCR² terms of features Z (m, d) with integer labels (m,).
 
@@ -178,8 +211,13 @@ def rate_reduction(
     ``eps_sq`` is ε², the squared precision (0.5 in both the original and the authors' code).
     ``gamma`` weighs R in the loss Rc − γ·R. ``weights`` (m,) weighs rows (0 = dropped) or is a
     bool mask; labels < 0 are dropped. Differentiable; float32 inside even under autocast.
+    ``distributed=True``: Z is this rank's share of a batch split across the ranks of ``group``;
+    the result is the MCR² of the whole global batch on every rank, and the gradient w.r.t. these
+    rows is theirs in the global loss (:func:`all_reduce_statistics`).
     """
     grams, counts = class_statistics(Z, labels, num_classes, weights)
+    if distributed:
+        grams, counts = all_reduce_statistics(grams, counts, group)
     with torch.autocast(device_type=Z.device.type, enabled=False):
         return rate_reduction_from_stats(grams, counts, eps_sq, gamma)
 
@@ -188,19 +226,44 @@ class MCR2Loss(nn.Module):
     """``rate_reduction`` as a module: ``MCR2Loss(k)(Z, labels, weights=None) -> RateReduction``.
 
     Minimise ``.loss`` (= Rc − γ·R); ``weights`` may be a bool mask (the background masking of
-    the report drops background pixels this way) or per-sample weights.
+    the report drops background pixels this way) or per-sample weights. With
+    ``distributed=True`` each rank passes its share of the batch and gets the global loss.
     """
 
-    def __init__(self, num_classes: int, eps_sq: float = 0.5, gamma: float = 1.0):
+    def __init__(self, num_classes: int, eps_sq: float = 0.5, gamma: float = 1.0, distributed: bool = False, group=None):
         super().__init__()
         self.num_classes = num_classes
         self.eps_sq = eps_sq  # ε²
         self.gamma = gamma  # γ, weight of R in the loss
+        self.distributed = distributed  # all-reduce the statistics: the loss of the global batch
+        self.group = group  # process group (None = the default group)
 
     def forward(
         self, Z: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
     ) -> RateReduction:
-        return rate_reduction(Z, labels, self.num_classes, self.eps_sq, self.gamma, weights)
+        return rate_reduction(Z, labels, self.num_classes, self.eps_sq, self.gamma, weights, self.distributed, self.group)
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, eps_sq={self.eps_sq}, gamma={self.gamma}"
+
+
+def pooled_rows(
+    features: torch.Tensor, labels: torch.Tensor, size: int, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pixel features and labels at a lower resolution, for MCR² on fewer rows (report §3).
+
+    features (B, d, H, W) are average-pooled to (B, d, size, size) and put back on the unit sphere;
+    labels (B, H, W) (negative = ignored) go by majority vote in each cell, and the cell's weight
+    is the share of its pixels that carry the majority label: a pure cell weighs 1, a mixed one
+    less, a cell with no labelled pixel 0 (weighting, not dropping, mixed cells).
+    Returns Z (B·size², d), labels (B·size²,) and weights (B·size²,), rows in (b, y, x) order.
+    """
+    B, d, H, W = features.shape
+    pooled = F.adaptive_avg_pool2d(features, size)  # (B, d, H, W) -> (B, d, s, s)
+    Z = F.normalize(pooled.permute(0, 2, 3, 1).reshape(-1, d), dim=1)
+    valid = labels >= 0
+    onehot = F.one_hot(labels.clamp_min(0), num_classes).permute(0, 3, 1, 2).to(pooled.dtype)
+    onehot = onehot * valid[:, None].to(onehot.dtype)  # (B, k, H, W), ignored pixels count for no class
+    shares = F.adaptive_avg_pool2d(onehot, size)  # (B, k, s, s): fraction of each class per cell
+    weight, majority = shares.max(dim=1)
+    return Z, majority.reshape(-1), weight.reshape(-1).float()

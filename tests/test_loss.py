@@ -214,3 +214,22 @@ def test_nearest_subspace_never_predicts_an_empty_class():
 def test_public_api():
     for name in ["rate_reduction", "MCR2Loss", "NearestSubspace", "RateReduction"]:
         assert hasattr(mcr2, name)
+
+
+def test_pooled_rows_majority_vote_and_weights():
+    from mcr2.loss import pooled_rows
+
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    labels[0, :2, :2] = 3  # top-left cell pure class 3
+    labels[0, :2, 2:] = torch.tensor([[1, 1], [1, 2]])  # top-right: 3 of 4 are class 1
+    labels[0, 2:, :2] = -1  # bottom-left: ignored
+    feats = torch.randn(1, 5, 4, 4, dtype=torch.float64)
+    Z, lab, w = pooled_rows(feats, labels, 2, 4)
+    assert Z.shape == (4, 5) and torch.allclose(Z.norm(dim=1), torch.ones(4, dtype=torch.float64))
+    assert lab.tolist()[:2] == [3, 1] and lab[3] == 0
+    assert w.tolist() == [1.0, 0.75, 0.0, 1.0]
+    torch.testing.assert_close(Z[0], torch.nn.functional.normalize(feats[0, :, :2, :2].mean((1, 2)), dim=0))
+    # Full resolution is the identity on pure single pixels.
+    Z1, lab1, w1 = pooled_rows(feats, labels.clamp_min(0), 4, 4)
+    torch.testing.assert_close(lab1, labels.clamp_min(0).reshape(-1))
+    assert (w1 == 1).all()
