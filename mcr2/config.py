@@ -58,6 +58,8 @@ class LossConfig:
     background_mask: str | None = None  # None | "predicted" (report: the head's own mask) | "ground_truth" (authors')
     mask_threshold: float = 0.99  # background-head accuracy that switches MCR² on (report 0.99; authors 0.9)
     mask_check_images: int = 256  # fixed validation images on which that accuracy is measured
+    mcr2_resolution: int | None = None  # MCR² on features pooled to N×N cells, labels by majority vote
+    #                                     (cells weighted by their majority share); None = every pixel
 
 
 @dataclass(frozen=True)

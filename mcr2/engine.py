@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from . import data as mcr2_data
 from .config import CODE_VERSION, Experiment, config_key
-from .loss import MCR2Loss, rate_reduction
+from .loss import MCR2Loss, pooled_rows, rate_reduction
 from .metrics import binary_accuracy, confusion_matrix, segmentation_scores
 from .models import ClassifierHead, ResNet18Features, UNet
 from .records import RunRecord, default_runs_dir, find_record, load_record, provenance, record_dir, write_record
@@ -184,6 +186,10 @@ class _Trainer:
         self.k = exp.num_classes
         self.use_amp = exp.optim.amp and device.type == "cuda"
         self.channels_last = self.use_amp
+        # Under torchrun: one process per device, each a share of every batch; rank 0 records.
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
 
     # ---- set-up ------------------------------------------------------------------------
     def _load_data(self):
@@ -224,6 +230,11 @@ class _Trainer:
         if self.channels_last:
             modules.to(memory_format=torch.channels_last)
         self.modules = modules
+        # Training forwards go through DDP (gradients averaged across ranks); evaluation uses the
+        # plain modules, identical on every rank.
+        wrap = (lambda mod: DistributedDataParallel(mod)) if self.world > 1 else (lambda mod: mod)
+        self.train_model = wrap(self.model)
+        self.train_head = wrap(self.head) if self.head is not None else None
         o = self.exp.optim
         if o.optimizer == "sgd":
             self.opt = torch.optim.SGD(modules.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
@@ -232,7 +243,11 @@ class _Trainer:
         else:
             raise ValueError(f"unknown optim.optimizer {o.optimizer!r}: 'sgd' or 'adam'")
         self.sched = torch.optim.lr_scheduler.ExponentialLR(self.opt, gamma=o.lr_decay)
-        self.mcr2 = MCR2Loss(self.k, eps_sq=loss.eps_sq, gamma=loss.gamma)
+        # Distributed MCR² is the loss of the global batch on every rank; DDP averages gradients
+        # over ranks, so the MCR² term is scaled by the world size to give the global gradient.
+        self.mcr2 = MCR2Loss(self.k, eps_sq=loss.eps_sq, gamma=loss.gamma, distributed=self.world > 1)
+        if loss.mcr2_resolution is not None and not self.seg:
+            raise ValueError("loss.mcr2_resolution applies to segmentation only")
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_amp else nullcontext()
@@ -241,39 +256,48 @@ class _Trainer:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # ---- one step ----------------------------------------------------------------------
-    def _features(self, x):
+    def _features(self, x, train: bool = False):
         """Model output as rows: (B, d) or (B, d, H, W) -> (B·H·W, d), plus background logits."""
-        out = self.model(self._prep(x))
+        out = (self.train_model if train else self.model)(self._prep(x))
         if self.seg:
             feats, bg = out.features, out.background_logits
             return feats, feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1]), bg
         return out, out, None
 
+    def _mcr2_term(self, feats, Z, y, keep=None):
+        """MCR² over the pixels kept (all when ``keep`` is None), at full or pooled resolution."""
+        res = self.exp.loss.mcr2_resolution
+        if res is None:
+            return self.mcr2(Z, y.reshape(-1), weights=None if keep is None else keep.reshape(-1))
+        labels = y if keep is None else torch.where(keep, y, torch.full_like(y, -1))
+        Zp, lp, wp = pooled_rows(feats, labels, res, self.k)  # (B·res², d): fewer rows, same classes
+        return self.mcr2(Zp, lp, weights=wp)
+
     def _step_loss(self, x, y):
-        """Loss of one batch and the monitored (R, Rc) of its features."""
+        """(loss to back-propagate, loss to log, monitored R/Rc of the batch)."""
         loss_cfg = self.exp.loss
         with self._autocast():
-            feats, Z, bg = self._features(x)
+            feats, Z, bg = self._features(x, train=True)
             labels = y.reshape(-1)
             if loss_cfg.kind == "ce":
-                logits = self.head(feats)
+                logits = self.train_head(feats)
                 loss = F.cross_entropy(logits.float(), y)
                 with torch.no_grad():
                     rr = rate_reduction(F.normalize(Z.detach().float(), dim=1), labels, self.k, loss_cfg.eps_sq)
-                return loss, rr
+                return loss, loss, rr
             if bg is None:
-                rr = self.mcr2(Z, labels)
-                return rr.loss, rr
+                rr = self._mcr2_term(feats, Z, y)
+                return self.world * rr.loss, rr.loss, rr
             # Background masking: CE on the head; MCR² over foreground pixels once switched on.
             fg_true = y > 0
             loss = F.cross_entropy(bg.float(), fg_true.long())
             if not self.mask_on:
                 with torch.no_grad():
                     rr = rate_reduction(Z.detach(), labels, self.k, loss_cfg.eps_sq, weights=fg_true.reshape(-1))
-                return loss, rr
+                return loss, loss, rr
             keep = fg_true if loss_cfg.background_mask == "ground_truth" else bg.detach().argmax(1) == 1
-            rr = self.mcr2(Z, labels, weights=keep.reshape(-1))
-            return loss + rr.loss, rr
+            rr = self._mcr2_term(feats, Z, y, keep)
+            return loss + self.world * rr.loss, loss + rr.loss, rr
 
     # ---- evaluation --------------------------------------------------------------------
     def _batches(self, n, bs):
@@ -429,11 +453,12 @@ class _Trainer:
                 self.progress.start_epoch(epoch, len(batches))
                 logs = torch.zeros(len(batches), 4, device=self.device)  # loss, R, Rc, ΔR per step
                 for s, idx in enumerate(batches):
-                    loss, rr = self._step_loss(self.X[idx], self.Y[idx])
+                    idx = idx[self.rank::self.world]  # this rank's share of the batch
+                    loss, logged, rr = self._step_loss(self.X[idx], self.Y[idx])
                     self.opt.zero_grad(set_to_none=True)
                     loss.backward()
                     self.opt.step()
-                    logs[s] = torch.stack([loss.detach().float(), rr.discriminative.detach(), rr.compressive.detach(), rr.delta_r.detach()])
+                    logs[s] = torch.stack([logged.detach().float(), rr.discriminative.detach(), rr.compressive.detach(), rr.delta_r.detach()])
                     self.progress.step()
                 logs = logs.cpu()  # one host sync per epoch
                 if not torch.isfinite(logs[:, 0]).all():
@@ -455,6 +480,10 @@ class _Trainer:
                 if check is not None:
                     self.modules.eval()
                     acc = background_check(self.model, self._prep(check[0]), check[1], bs)
+                    if self.world > 1:  # one decision for all ranks
+                        t = torch.tensor([acc], dtype=torch.float64, device=self.device)
+                        dist.all_reduce(t)
+                        acc = t.item() / self.world
                     self.modules.train()
                     row["bg_check_acc"] = acc
                     if not self.mask_on and acc >= exp.loss.mask_threshold:
@@ -472,15 +501,21 @@ class _Trainer:
             record["wall_time_s"] = time.time() - started
             record["train_images_per_s"] = images_seen / max(train_seconds, 1e-9)
             record["status"] = "complete"
+            record["world_size"] = self.world
             artefacts = self._artefacts()
-            path = write_record(exp, self.runs_dir, record, history, steps, artefacts)
+            path = record_dir(exp, self.runs_dir)
+            if self.rank == 0:  # one record per run, written by rank 0 only
+                path = write_record(exp, self.runs_dir, record, history, steps, artefacts)
+            if self.world > 1:
+                dist.barrier()
             return load_record(path)
         except BaseException as err:
             record["status"] = "failed"
             record["error"] = f"{type(err).__name__}: {err}"
             record["wall_time_s"] = time.time() - started
             try:
-                write_record(exp, self.runs_dir, record, history, steps, {})
+                if self.rank == 0:
+                    write_record(exp, self.runs_dir, record, history, steps, {})
             except Exception:  # never hide the original error behind a failure to record it
                 pass
             raise
