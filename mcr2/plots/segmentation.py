@@ -1,0 +1,107 @@
+"""Qualitative segmentation figures from run records: input, truth and predictions of the fixed
+validation images a run keeps (report Figures 2a, 2b and 6), and the input multiplied by the
+background head's predicted foreground mask (Figure 4).
+
+The panels take Axes arrays (rows × images) and return them; masks and predictions are coloured
+with :func:`~mcr2.plots.data.mask_to_rgb`, so a class has one colour in every chapter.
+"""
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.patches import Patch
+
+from .data import SEGMENTATION_COLORS, _as_picture, mask_to_rgb
+
+__all__ = ["class_legend_handles", "plot_segmentation_panels", "plot_masked_inputs"]
+
+
+def _first(records):
+    """The first seed's record: previews are the same fixed validation images for every seed."""
+    return records[0] if isinstance(records, (list, tuple)) else records
+
+
+def _artefact(record, key: str) -> np.ndarray:
+    if key not in record.artefacts:
+        raise KeyError(f"{record!r} has no artefact {key!r} (has: {', '.join(sorted(record.artefacts)) or 'none'}); "
+                       f"segmentation runs write it at the end of training")
+    return np.asarray(record.artefacts[key])
+
+
+def _grid(axes, rows: int):
+    grid = np.asarray(axes, dtype=object)
+    if grid.ndim == 1:
+        grid = grid.reshape(rows, -1)
+    if grid.shape[0] != rows:
+        raise ValueError(f"need {rows} rows of Axes, got an array of shape {grid.shape}")
+    return grid
+
+
+def _show(ax, picture, ylabel: str | None):
+    ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if ylabel:
+        ax.set_ylabel(ylabel, rotation=0, ha="right", va="center", fontsize=9)
+
+
+def class_legend_handles(background: bool = True) -> list:
+    """Legend patches of the 11 segmentation colours: "bg" (class 0) and digits 0..9 (classes 1..10)."""
+    names = ["bg"] + [str(c) for c in range(10)]
+    start = 0 if background else 1
+    return [Patch(color=SEGMENTATION_COLORS[i], label=names[i]) for i in range(start, len(names))]
+
+
+def plot_segmentation_panels(axes, runs: dict, n: int | None = None):
+    """Rows: input, ground truth, then one row of predicted classes per run; columns: the fixed
+    validation images every run keeps (``preview_*`` artefacts, the first seed's record).
+
+    runs: ``{label: [records]}``; all must share their preview images (same validation data),
+    e.g. MCR² and CE on MNIST (Figure 2a) or masked and unmasked MCR² on backgrounds (Figure 6).
+    axes: an array (2 + len(runs), n) of Axes.
+    """
+    recs = {label: _first(r) for label, r in runs.items()}
+    grid = _grid(axes, 2 + len(recs))
+    first = next(iter(recs.values()))
+    images, masks = _artefact(first, "preview_images"), _artefact(first, "preview_masks")
+    for label, rec in recs.items():
+        if not np.array_equal(_artefact(rec, "preview_masks"), masks):
+            raise ValueError(f"run {label!r} previews other validation images than {next(iter(recs))!r}: "
+                             f"compare runs of the same data only")
+    n = min(n or grid.shape[1], grid.shape[1], len(images))
+    rows = [("input", [_as_picture(x) for x in images]), ("truth", list(mask_to_rgb(masks)))]
+    rows += [(label, list(mask_to_rgb(_artefact(rec, "preview_pred")))) for label, rec in recs.items()]
+    for r, (name, pictures) in enumerate(rows):
+        for i in range(grid.shape[1]):
+            ax = grid[r, i]
+            if i >= n:
+                ax.set_axis_off()
+                continue
+            _show(ax, pictures[i], name if i == 0 else None)
+    return axes
+
+
+def plot_masked_inputs(axes, records, n: int | None = None, threshold: float = 0.5):
+    """Row 1: input; row 2: input × predicted foreground mask (the head's foreground probability
+    above ``threshold``, i.e. its argmax), as in report Figure 4; row 3, if the Axes have it: the
+    foreground probability itself. Needs a masked run (artefact ``preview_fg_prob``)."""
+    rec = _first(records)
+    images, prob = _artefact(rec, "preview_images").astype(np.float32), _artefact(rec, "preview_fg_prob").astype(np.float32)
+    grid = np.asarray(axes, dtype=object)
+    rows = grid.shape[0] if grid.ndim == 2 else 2
+    grid = _grid(axes, rows)
+    if rows not in (2, 3):
+        raise ValueError(f"plot_masked_inputs draws 2 or 3 rows, got {rows}")
+    n = min(n or grid.shape[1], grid.shape[1], len(images))
+    masked = images * (prob > threshold)[:, None]  # (n, C, H, W) × (n, 1, H, W)
+    for i in range(grid.shape[1]):
+        if i >= n:
+            for ax in grid[:, i]:
+                ax.set_axis_off()
+            continue
+        _show(grid[0, i], _as_picture(images[i]), "input" if i == 0 else None)
+        _show(grid[1, i], _as_picture(masked[i]), "input ×\npredicted mask" if i == 0 else None)
+        if rows == 3:
+            _show(grid[2, i], np.clip(prob[i], 0, 1), "P(foreground)" if i == 0 else None)
+    return axes
