@@ -79,6 +79,7 @@ class EvalConfig:
     n_components: int | None = None  # r of the nearest-subspace classifier; None = d // k (authors' code)
     fit_limit: int | None = None  # training images whose features fit the classifier (None = all)
     every: int = 1  # evaluate every N epochs (and always after the last)
+    recalibrate_bn: bool = True  # re-estimate BatchNorm statistics on the fit images before evaluating
     preview_images: int = 8  # fixed validation images whose predictions are kept (qualitative figures)
     feature_samples: int = 25_000  # random validation pixels for the cosine-similarity summary (Figure 7)
     feature_keep: int = 2_000  # of those, how many features are stored for the heatmap

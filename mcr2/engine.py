@@ -335,7 +335,31 @@ class _Trainer:
         return pred, (None if bg is None else bg.float())
 
     @torch.no_grad()
+    def _recalibrate_batchnorm(self):
+        """Re-estimate BatchNorm running statistics on training images (cumulative average).
+
+        Evaluation runs in eval mode on running statistics; after few steps (the smoke profile)
+        their exponential average still remembers the initial (0, 1) and a CE head trained on
+        batch statistics misreads them. Training itself never uses running statistics.
+        """
+        norms = [m for m in self.modules.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms or not self.exp.eval.recalibrate_bn:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average over the passes below
+        self.modules.train()
+        n = self.X.shape[0] if self.exp.eval.fit_limit is None else min(self.exp.eval.fit_limit, self.X.shape[0])
+        with self._autocast():
+            for sl in self._batches(n, self.exp.optim.batch_size):
+                self._features(self.X[sl])
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+
+    @torch.no_grad()
     def _evaluate(self) -> dict:
+        self._recalibrate_batchnorm()
         self.modules.eval()
         ns = self._fit_classifier()
         metrics = {}
