@@ -157,9 +157,10 @@ if profile == "smoke":
 # %% [markdown]
 # On these runs the non-background pixel accuracy is {glue:text}`06-fg-masked:.3f` with masking,
 # {glue:text}`06-fg-unmasked:.3f` without and {glue:text}`06-fg-ce:.3f` for CE (report: 0.96,
-# 0.88, 0.93; {numref}`fig-06-compare`). The smoke profile lowers the switch threshold to 0.9
-# because a toy head trained for a few epochs rarely reaches 0.99, so it cannot test claim 4 as
-# stated, and its scale (see the settings above) is far too small to test claim 5.
+# 0.88, 0.93; {numref}`fig-06-compare`). This profile switches at {glue:text}`06-threshold:g`
+# (the report: 0.99). The smoke profile lowers it because a toy head trained for a few epochs
+# rarely reaches 0.99, so it cannot test claim 4 as stated, and its scale (see the settings above)
+# is far too small to test claim 5.
 #
 # ## With and without masking, side by side
 
