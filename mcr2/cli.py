@@ -3,12 +3,17 @@
     python -m mcr2 run cls_digits_mcr2 seg_bg_mcr2_masked --profile paper --seeds 0 1 2
     python -m mcr2 run --all --profile smoke
     python -m mcr2 list
+    torchrun --nproc-per-node 4 -m mcr2 run seg_bg_mcr2_masked --profile paper   # one process per GPU
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+
+import torch
+import torch.distributed as dist
 
 from .engine import run
 from .experiments import EXPERIMENTS, PROFILES, experiment
@@ -35,6 +40,16 @@ def main(argv=None) -> None:
             print(f"{name:22s} {spec['data']['task']:15s} {spec['loss']}")
         print("profiles:", ", ".join(PROFILES))
         return
+    device, rank = args.device, 0
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        # Started by torchrun: one process per device, NCCL on GPUs, gloo on CPUs.
+        cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+        dist.init_process_group("nccl" if cuda else "gloo")
+        rank = dist.get_rank()
+        if cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            device = f"cuda:{local}"
     names = list(EXPERIMENTS) if args.all else args.names
     if not names:
         parser.error("name at least one experiment, or --all")
@@ -48,11 +63,15 @@ def main(argv=None) -> None:
         for seed in args.seeds:
             exp = experiment(name, args.profile, seed, **overrides)
             runs_dir = args.runs_dir or default_runs_dir(exp.profile)
-            rec = run(exp, runs_dir, retrain=args.retrain, device=args.device, progress="lines")
+            rec = run(exp, runs_dir, retrain=args.retrain, device=device, progress="lines" if rank == 0 else "off")
             wall = rec.record.get("wall_time_s", float("nan"))
-            print(f"== {name} seed {seed}: {rec.status}, {wall:.1f} s, {rec.path}", flush=True)
+            if rank == 0:
+                print(f"== {name} seed {seed}: {rec.status}, {wall:.1f} s, {rec.path}", flush=True)
             summary.append({"name": name, "seed": seed, "wall_time_s": wall, "path": str(rec.path)})
-    print(f"== total {time.time() - start:.1f} s for {len(summary)} runs")
+    if rank == 0:
+        print(f"== total {time.time() - start:.1f} s for {len(summary)} runs")
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ nearest-subspace classifier and add up across devices.
 """
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -188,7 +189,11 @@ def all_reduce_statistics(
             "or pass distributed=False"
         )
     world = dist.get_world_size(group)
-    summed = all_reduce(grams, group=group)
+    with warnings.catch_warnings():
+        # Newer torch marks this differentiable collective deprecated in favour of a private
+        # module; it is the public one on every torch this library supports (≥ 2.6).
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*all_reduce is deprecated")
+        summed = all_reduce(grams, group=group)
     grams = summed / world + (summed - summed / world).detach()  # value: the sum; gradient: ∂L/∂G
     counts = counts.detach().clone()
     dist.all_reduce(counts, group=group)

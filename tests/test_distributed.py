@@ -61,3 +61,40 @@ def test_distributed_without_a_process_group_is_a_clear_error():
     Z, labels, _ = global_batch()
     with pytest.raises(RuntimeError, match="init_process_group"):
         rate_reduction(Z, labels, 5, distributed=True)
+
+
+def ddp_worker(rank, init_file, runs_dir, data_root):
+    os.environ["MCR2_DATA"] = data_root
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        from mcr2.engine import run
+        from mcr2.experiments import experiment
+
+        exp = experiment("seg_mnist_mcr2", "smoke", 0, **{"data.train_limit": 40, "data.val_limit": 10,
+                                                           "optim.epochs": 2, "optim.batch_size": 20,
+                                                           "eval.feature_samples": 200, "eval.feature_keep": 50})
+        rec = run(exp, runs_dir, progress="off")
+        assert rec.status == "complete" and rec.record["world_size"] == WORLD
+    finally:
+        dist.destroy_process_group()
+
+
+def _data_root():
+    from pathlib import Path
+
+    root = os.environ.get("MCR2_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    return root if (Path(root) / "MNIST").exists() else None
+
+
+@pytest.mark.skipif(_data_root() is None, reason="needs MNIST: set MCR2_DATA (CI points it at ../shared/data)")
+def test_ddp_training_writes_one_record_from_rank_zero(tmp_path):
+    import json
+
+    runs = tmp_path / "runs"
+    mp.spawn(ddp_worker, args=(str(tmp_path / "init"), str(runs), _data_root()), nprocs=WORLD, join=True)
+    records = list(runs.glob("*/*/record.json"))
+    assert len(records) == 1, records
+    record = json.loads(records[0].read_text())
+    assert record["status"] == "complete" and record["world_size"] == WORLD
+    assert not list(runs.glob("*/.tmp-*"))
