@@ -9,8 +9,9 @@ Verdict rules (one place, used by every claim):
 
 * **Comparing two methods** (:func:`compare`): Δ = mean(a) − mean(b) over seeds; the spread is
   s = √(sd_a² + sd_b²), the seed-to-seed standard deviation (ddof = 1) of one run of each. a is
-  *better* when Δ > s, *worse* when Δ < −s, a *tie* otherwise. With one seed s = 0, so the sign
-  of Δ decides.
+  *better* when Δ > s, *worse* when Δ < −s, a *tie* otherwise. With one seed s = 0 (one seed has
+  no sd: :func:`mcr2.summary.mean_sd` gives NaN, which the rules read as 0), so the sign of Δ
+  decides.
 * **A claim's rule** combines such comparisons into ✓, ✗ or inconclusive (each :class:`Claim`'s
   ``rule`` says how). This outcome on the given runs is the ledger's ``leaning``.
 * **The gate** (:func:`evaluate_claims`): ``verdict`` = ``leaning`` only when every record the
@@ -26,8 +27,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import pandas as pd
+
+from .summary import cosine_summary, final_value, mean_sd, mean_sd_text
 
 __all__ = [
     "VERDICTS",
@@ -41,7 +43,7 @@ __all__ = [
     "CLAIMS",
     "compare",
     "seed_values",
-    "cosine_blocks",
+    "digit_cosine",
     "evaluate_claims",
     "claim_quantities",
 ]
@@ -54,26 +56,16 @@ COSINE_NEAR_ZERO = 0.1  # claim 6: between-class blocks "near 0" when their mean
 REPORT_MASK_THRESHOLD = 0.99  # claim 4: background-head accuracy the report's switch waits for
 REPORT_MASK_EPOCHS = 5  # claim 4: ... reached within this many epochs
 
-DIGIT_CLASSES = slice(1, 11)  # segmentation classes 1..10 are digits 0..9; 0 is background
+DIGIT_CLASSES = range(1, 11)  # segmentation classes 1..10 are digits 0..9; 0 is background
 
 
 # --------------------------------------------------------------------------- statistics
 
 
-def _stats(values) -> tuple[float, float, int]:
-    """(mean, sd with ddof=1 or 0.0 for one value, n) of the finite values."""
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
-    if v.size == 0:
-        return math.nan, math.nan, 0
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
-
-
-def _fmt(values, digits: int = 3) -> str:
-    """'0.953 ± 0.004' over several seeds, '0.953' for one."""
-    mean, sd, n = _stats(values)
-    if n == 0:
-        return "n/a"
-    return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if n > 1 else "")
+def _mean_spread(values) -> tuple[float, float, int]:
+    """:func:`mcr2.summary.mean_sd` with the verdict rules' reading of one seed: spread 0, not NaN."""
+    mean, sd, n = mean_sd(values)
+    return mean, sd if math.isfinite(sd) else 0.0, n
 
 
 def compare(a, b) -> int:
@@ -82,8 +74,8 @@ def compare(a, b) -> int:
     Δ = mean(a) − mean(b), spread s = √(sd_a² + sd_b²) (0 with one seed each): +1 if Δ > s,
     −1 if Δ < −s, else 0. NaN values count as missing; no values at all give 0.
     """
-    ma, sa, na = _stats(a)
-    mb, sb, nb = _stats(b)
+    ma, sa, na = _mean_spread(a)
+    mb, sb, nb = _mean_spread(b)
     if na == 0 or nb == 0:
         return 0
     delta, spread = ma - mb, math.hypot(sa, sb)
@@ -97,7 +89,7 @@ def compare(a, b) -> int:
 def _within(values, bound: float) -> int:
     """+1 if the seeds' mean stays ≤ bound even after adding one sd, −1 if it exceeds the bound
     by more than one sd, 0 in between (or with no values)."""
-    mean, sd, n = _stats(values)
+    mean, sd, n = _mean_spread(values)
     if n == 0:
         return 0
     if mean + sd <= bound:
@@ -110,41 +102,23 @@ def _within(values, bound: float) -> int:
 # --------------------------------------------------------------------------- reading records
 
 
-def _final(rec, column: str) -> float:
-    """The last logged value of a history column (evaluation may skip epochs), else the summary's."""
-    h = rec.history
-    if column in getattr(h, "columns", ()):
-        col = pd.to_numeric(h[column], errors="coerce").dropna()
-        if len(col):
-            return float(col.iloc[-1])
-    value = rec.record.get("summary", {}).get(column)
-    return math.nan if value is None else float(value)
-
-
 def seed_values(records: dict, name: str, column: str) -> list[float]:
     """One final value of ``column`` per seed of experiment ``name``."""
-    return [_final(r, column) for r in records.get(name, [])]
+    return [final_value(r, column) for r in records.get(name, [])]
 
 
-def cosine_blocks(rec) -> tuple[float, float]:
+def digit_cosine(rec) -> tuple[float, float]:
     """(between, within) cosine similarity of digit pixels from a record's artefacts (Figure 7).
 
-    Block mean cosine = ``cosine_block_sums / cosine_block_pairs`` over the digit classes 1..10
-    (background left out: the masked model learns no feature for it). ``between`` is the mean
-    *absolute* block mean over the 90 off-diagonal blocks, so that positive and negative blocks
-    cannot cancel; ``within`` the mean of the 10 diagonal block means. Blocks without pairs (a
-    class absent from the pixel sample) are skipped.
+    :func:`mcr2.summary.cosine_summary` of ``cosine_block_sums`` / ``cosine_block_pairs`` over the
+    digit classes 1..10 (background left out: the masked model learns no feature for it).
+    ``between`` is the mean *absolute* block mean over the 90 off-diagonal blocks, so that
+    positive and negative blocks cannot cancel; ``within`` the mean of the 10 diagonal block
+    means. Blocks without pairs (a class absent from the pixel sample) are skipped.
     """
-    sums = np.asarray(rec.artefacts["cosine_block_sums"], dtype=float)[DIGIT_CLASSES, DIGIT_CLASSES]
-    pairs = np.asarray(rec.artefacts["cosine_block_pairs"], dtype=float)[DIGIT_CLASSES, DIGIT_CLASSES]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(pairs > 0, sums / np.where(pairs > 0, pairs, 1), np.nan)
-    off = ~np.eye(means.shape[0], dtype=bool)
-    between = np.abs(means[off])
-    within = np.diag(means)
-    between = between[np.isfinite(between)]
-    within = within[np.isfinite(within)]
-    return (float(between.mean()) if between.size else math.nan, float(within.mean()) if within.size else math.nan)
+    s = cosine_summary(rec.artefacts["cosine_block_sums"], rec.artefacts["cosine_block_pairs"],
+                       classes=DIGIT_CLASSES, absolute_between=True)
+    return s["between"], s["within"]
 
 
 # --------------------------------------------------------------------------- claims
@@ -187,7 +161,8 @@ def _claim1(records) -> Outcome:
     q = {f"{m} · {d}": seed_values(records, f"cls_digits_{e}", f"{d.lower()}_acc")
          for m, e in (("MCR²", "mcr2"), ("CE", "ce")) for d in ("MNIST", "USPS")}
     cmps = [compare(q[f"MCR² · {d}"], q[f"CE · {d}"]) for d in ("MNIST", "USPS")]
-    text = "; ".join(f"{d}: MCR² {_fmt(q[f'MCR² · {d}'])} vs CE {_fmt(q[f'CE · {d}'])}" for d in ("MNIST", "USPS"))
+    text = "; ".join(f"{d}: MCR² {mean_sd_text(q[f'MCR² · {d}'])} vs CE {mean_sd_text(q[f'CE · {d}'])}"
+                     for d in ("MNIST", "USPS"))
     return Outcome(text, _both_better(cmps), q)
 
 
@@ -196,8 +171,8 @@ def _claim2(records) -> Outcome:
          for m, e in (("MCR²", "mcr2"), ("CE", "ce")) for d in ("MNIST", "USPS")}
     c = compare(q["MCR² · USPS"], q["CE · USPS"])
     leaning = {-1: "✓", 1: "✗", 0: "inconclusive"}[c]
-    text = (f"USPS: MCR² {_fmt(q['MCR² · USPS'])} vs CE {_fmt(q['CE · USPS'])} "
-            f"(MNIST: {_fmt(q['MCR² · MNIST'])} vs {_fmt(q['CE · MNIST'])})")
+    text = (f"USPS: MCR² {mean_sd_text(q['MCR² · USPS'])} vs CE {mean_sd_text(q['CE · USPS'])} "
+            f"(MNIST: {mean_sd_text(q['MCR² · MNIST'])} vs {mean_sd_text(q['CE · MNIST'])})")
     return Outcome(text, leaning, q)
 
 
@@ -205,7 +180,7 @@ def _claim3(records) -> Outcome:
     q = {f"{t} · {d}": seed_values(records, e, t)
          for t in ("R", "Rc") for d, e in (("MNIST", "seg_mnist_mcr2"), ("backgrounds", "seg_bg_mcr2"))}
     rc = compare(q["Rc · backgrounds"], q["Rc · MNIST"])
-    r_bg, r_mn = _stats(q["R · backgrounds"]), _stats(q["R · MNIST"])
+    r_bg, r_mn = _mean_spread(q["R · backgrounds"]), _mean_spread(q["R · MNIST"])
     tol = R_SAME_FRACTION * (r_bg[0] + r_mn[0]) / 2
     diff, spread = abs(r_bg[0] - r_mn[0]), math.hypot(r_bg[1], r_mn[1])
     if not (math.isfinite(diff) and math.isfinite(tol)):
@@ -217,8 +192,9 @@ def _claim3(records) -> Outcome:
     else:
         same = 0
     leaning = "✗" if rc < 0 or same < 0 else "✓" if rc > 0 and same > 0 else "inconclusive"
-    text = (f"R {_fmt(q['R · MNIST'], 2)} (MNIST) vs {_fmt(q['R · backgrounds'], 2)} (backgrounds), "
-            f"|ΔR| = {diff:.2f} vs 5 % = {tol:.2f}; Rc {_fmt(q['Rc · MNIST'], 2)} vs {_fmt(q['Rc · backgrounds'], 2)}")
+    text = (f"R {mean_sd_text(q['R · MNIST'], 2)} (MNIST) vs {mean_sd_text(q['R · backgrounds'], 2)} (backgrounds), "
+            f"|ΔR| = {diff:.2f} vs 5 % = {tol:.2f}; "
+            f"Rc {mean_sd_text(q['Rc · MNIST'], 2)} vs {mean_sd_text(q['Rc · backgrounds'], 2)}")
     return Outcome(text, leaning, q)
 
 
@@ -268,7 +244,7 @@ def _claim4(records) -> Outcome:
     reached = ", ".join("never" if not math.isfinite(e) else f"epoch {int(e)}" for e in first) or "n/a"
     thresholds = sorted({r.config.loss.mask_threshold for r in recs})
     switches = ", ".join(str(r.record.get("events", {}).get("mask_switch_epoch")) for r in recs)
-    text = (f"{REPORT_MASK_THRESHOLD:g} reached: {reached}; accuracy at epoch {REPORT_MASK_EPOCHS}: {_fmt(acc5)}; "
+    text = (f"{REPORT_MASK_THRESHOLD:g} reached: {reached}; accuracy at epoch {REPORT_MASK_EPOCHS}: {mean_sd_text(acc5)}; "
             f"MCR² switched on after epoch {switches} (threshold {', '.join(f'{t:g}' for t in thresholds)})")
     gate = None
     if any(t != REPORT_MASK_THRESHOLD for t in thresholds):
@@ -281,12 +257,13 @@ def _claim5(records) -> Outcome:
     q = {label: seed_values(records, name, "mnist_foreground_acc")
          for label, name in (("masked MCR²", "seg_bg_mcr2_masked"), ("unmasked MCR²", "seg_bg_mcr2"), ("CE", "seg_bg_ce"))}
     cmps = [compare(q["masked MCR²"], q["unmasked MCR²"]), compare(q["masked MCR²"], q["CE"])]
-    text = f"masked {_fmt(q['masked MCR²'])}, unmasked {_fmt(q['unmasked MCR²'])}, CE {_fmt(q['CE'])}"
+    text = (f"masked {mean_sd_text(q['masked MCR²'])}, unmasked {mean_sd_text(q['unmasked MCR²'])}, "
+            f"CE {mean_sd_text(q['CE'])}")
     return Outcome(text, _both_better(cmps), q)
 
 
 def _claim6(records) -> Outcome:
-    blocks = {name: [cosine_blocks(r) for r in records.get(name, []) if "cosine_block_sums" in r.artefacts]
+    blocks = {name: [digit_cosine(r) for r in records.get(name, []) if "cosine_block_sums" in r.artefacts]
               for name in ("seg_bg_mcr2_masked", "seg_bg_mcr2")}
     between = [b for b, _ in blocks["seg_bg_mcr2_masked"]]
     within_m = [w for _, w in blocks["seg_bg_mcr2_masked"]]
@@ -294,8 +271,8 @@ def _claim6(records) -> Outcome:
     near0 = _within(between, COSINE_NEAR_ZERO)
     brighter = compare(within_m, within_u)
     leaning = "✗" if near0 < 0 or brighter < 0 else "✓" if near0 > 0 and brighter > 0 else "inconclusive"
-    text = (f"masked: between {_fmt(between)}, within {_fmt(within_m)}; "
-            f"unmasked: between {_fmt([b for b, _ in blocks['seg_bg_mcr2']])}, within {_fmt(within_u)}")
+    text = (f"masked: between {mean_sd_text(between)}, within {mean_sd_text(within_m)}; "
+            f"unmasked: between {mean_sd_text([b for b, _ in blocks['seg_bg_mcr2']])}, within {mean_sd_text(within_u)}")
     q = {"masked · between |cos|": between, "masked · within cos": within_m, "unmasked · within cos": within_u}
     return Outcome(text, leaning, q)
 
@@ -416,12 +393,12 @@ def evaluate_claims(records: dict) -> pd.DataFrame:
 
 def claim_quantities(records: dict) -> pd.DataFrame:
     """Long table of every number a claim rests on: claim, quantity, report (NaN where the report
-    gives none), ours (mean over seeds), sd (ddof = 1; 0 for one seed), n (seeds)."""
+    gives none), ours (mean over seeds), sd (ddof = 1; NaN for one seed), n (seeds)."""
     rows = []
     for claim in CLAIMS:
         outcome = claim(records)
         for quantity, values in outcome.quantities.items():
-            mean, sd, n = _stats(values)
+            mean, sd, n = mean_sd(values)
             rows.append({"claim": claim.id, "quantity": quantity,
                          "report": claim.report_numbers.get(quantity, math.nan), "ours": mean, "sd": sd, "n": n})
     return pd.DataFrame(rows, columns=["claim", "quantity", "report", "ours", "sd", "n"])

@@ -100,7 +100,7 @@ def test_chapter_executes_with_injected_parameters(tmp_path):
         for node in ast.parse(injected[0].source).body
         if isinstance(node, ast.Assign)
     }
-    assert assigned == {**params, "profile": "smoke"}
+    assert assigned == {**params, "profile": "smoke", "progress": "lines"}
     # The injected values reached the code, not just the cell.
     assert "profile=smoke seed=3 d=16 k=4 m_j=60 eps_sq=0.25" in _stream_text(nb)
 
@@ -174,13 +174,17 @@ def test_executed_chapters_hold_no_errors(built_book):
 def test_mathjax_is_served_locally(built_book):
     assert (book.HTML / "_static" / "mathjax" / "tex-chtml.js").exists()
     pages = [book.HTML / f"{p}.html" for p in book.toc_files()]
+    with_math = 0
     for page in pages:
         html = page.read_text(encoding="utf-8")
         scripts = re.findall(r"<script\b[^>]*\bsrc=\"([^\"]+)\"", html)
-        assert any(re.search(r"(^|/)_static/mathjax/tex-chtml\.js", s) for s in scripts), f"{page}: no local MathJax"
+        if 'class="math' in html:  # Sphinx adds MathJax only to pages with maths
+            assert any(re.search(r"(^|/)_static/mathjax/tex-chtml\.js", s) for s in scripts), f"{page}: no local MathJax"
+            with_math += 1
         remote = [s for s in scripts if re.match(r"(https?:)?//", s)]
         assert not remote, f"{page}: scripts loaded from the network: {remote}"
         assert not re.search(r"cdn\.jsdelivr|cdnjs|mathjax@|polyfill\.io", html, re.I), f"{page}: CDN URL"
+    assert with_math >= 2, "the introduction and chapter 1 typeset maths"
 
 
 # --------------------------------------------------------------------------- rendered in a browser

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from mcr2.claims import CLAIMS, VERDICTS, claim_quantities, compare, cosine_blocks, evaluate_claims  # noqa: E402
+from mcr2.claims import CLAIMS, VERDICTS, claim_quantities, compare, digit_cosine, evaluate_claims  # noqa: E402
 from mcr2.experiments import EXPERIMENTS, experiment  # noqa: E402
 from mcr2.plots import plot_claims  # noqa: E402
 from mcr2.records import RunRecord  # noqa: E402
@@ -169,8 +169,8 @@ def cos_recs(masked_between, masked_within, unmasked_within):
     }
 
 
-def test_cosine_blocks_digits_only_and_absolute_off_diagonal():
-    between, within = cosine_blocks(cosine_record("seg_bg_mcr2_masked", 0, 0.05, 0.8, background=0.9))
+def test_digit_cosine_digits_only_and_absolute_off_diagonal():
+    between, within = digit_cosine(cosine_record("seg_bg_mcr2_masked", 0, 0.05, 0.8, background=0.9))
     assert between == pytest.approx(0.05) and within == pytest.approx(0.8)
 
 

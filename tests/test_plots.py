@@ -30,7 +30,7 @@ from mcr2.plots import (  # noqa: E402
     plot_segmentation_panels,
 )
 from mcr2.records import RunRecord  # noqa: E402
-from mcr2.summary import cosine_summary_table, final_metrics_table, format_mean_sd, mean_sd  # noqa: E402
+from mcr2.summary import cosine_summary_table, final_metrics_table, format_mean_sd, mean_sd, mean_sd_text  # noqa: E402
 
 EPOCHS = 4
 K = 11
@@ -232,6 +232,17 @@ def test_cosine_summary_hand_made():
     assert only0["within"] == pytest.approx(1.0) and np.isnan(only0["between"])
 
 
+def test_cosine_summary_absolute_between():
+    # off-diagonal block means +0.2 and -0.2: they cancel signed, not in absolute value
+    means = np.array([[1.0, 0.2, -0.2], [0.2, 1.0, -0.2], [-0.2, -0.2, 1.0]])
+    pairs = np.full((3, 3), 10.0)
+    signed = cosine_summary(means * pairs, pairs)
+    absolute = cosine_summary(means * pairs, pairs, absolute_between=True)
+    assert signed["between"] == pytest.approx(-0.2 / 3)
+    assert absolute["between"] == pytest.approx(0.2) and absolute["gap"] == pytest.approx(0.8)
+    assert absolute["within"] == signed["within"] == pytest.approx(1.0)
+
+
 def test_cosine_blocks_match_brute_force():
     rng = np.random.default_rng(0)
     Z = rng.normal(size=(30, 5))
@@ -269,3 +280,4 @@ def test_mean_sd_formatting():
     assert mean_sd([1.0, 3.0, float("nan")]) == (2.0, pytest.approx(np.sqrt(2)), 2)
     assert format_mean_sd(0.5, float("nan")) == "0.500"
     assert format_mean_sd(float("nan"), float("nan")) == "n/a"
+    assert mean_sd_text([1.0, 3.0]) == "2.000 ± 1.414" and mean_sd_text([0.5]) == "0.500" and mean_sd_text([]) == "n/a"

@@ -1,28 +1,21 @@
 """Figures: every ``plot_*(ax, ...)`` draws on the Axes it is given and returns it.
 
 Chapters arrange and caption them; nothing here opens a window or sets global state on import.
+One module per figure family: data (samples, masks), rate (synthetic subspaces), curves (metrics
+over training), segmentation (qualitative panels), features (cosine similarity), claims (the
+ledger), scaling (MCR² at lower resolution).
 """
+from . import claims, curves, data, features, rate, scaling, segmentation
+from .claims import *  # noqa: F401,F403
+from .curves import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
-from .data import __all__ as _data_all
+from .features import *  # noqa: F401,F403
+from .rate import *  # noqa: F401,F403
+from .scaling import *  # noqa: F401,F403
+from .segmentation import *  # noqa: F401,F403
 from .style import METHOD_COLORS, use_style
 
-__all__ = [*_data_all, "METHOD_COLORS", "use_style"]
-
-from .rate import *  # noqa: F401,F403,E402
-from .rate import __all__ as _rate_all  # noqa: E402
-
-__all__ += _rate_all
-
-from .curves import *  # noqa: F401,F403,E402
-from .curves import __all__ as _curves_all  # noqa: E402
-from .segmentation import *  # noqa: F401,F403,E402
-from .segmentation import __all__ as _segmentation_all  # noqa: E402
-from .features import *  # noqa: F401,F403,E402
-from .features import __all__ as _features_all  # noqa: E402
-
-__all__ += _curves_all + _segmentation_all + _features_all
-
-from .claims import *  # noqa: F401,F403,E402
-from .claims import __all__ as _claims_all  # noqa: E402
-
-__all__ += _claims_all
+__all__ = [
+    *claims.__all__, *curves.__all__, *data.__all__, *features.__all__, *rate.__all__,
+    *scaling.__all__, *segmentation.__all__, "METHOD_COLORS", "use_style",
+]

@@ -6,55 +6,17 @@ The summary uses the exact block sums a run records over all its sampled pixels
 (``cosine_block_sums`` / ``cosine_block_pairs``: sums and counts of pairwise cosines between
 pixels of class i and class j, self-pairs excluded); the heatmap the subset of features it keeps
 (``feature_sample``, ``feature_labels``). Class 0 is background, class c + 1 digit c.
+
+The numbers live in :mod:`mcr2.summary` (no plotting there); they are re-exported here so that
+``from mcr2.plots import cosine_summary`` keeps working.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..summary import cosine_block_means, cosine_blocks, cosine_summary
+
 __all__ = ["cosine_blocks", "cosine_block_means", "cosine_summary", "plot_feature_cosine"]
-
-
-def cosine_blocks(Z, labels, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Block sums and pair counts of the pairwise cosine similarities of Z's rows, per class pair:
-    (k, k) float64 each, self-pairs excluded; the slow, obvious float64 version of what a run
-    records. Z: (m, d); labels: (m,) in [0, k)."""
-    Z = np.asarray(Z, dtype=np.float64)
-    Z = Z / np.clip(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12, None)
-    labels = np.asarray(labels, dtype=np.int64)
-    cos = Z @ Z.T  # (m, m)
-    np.fill_diagonal(cos, 0.0)
-    onehot = np.eye(num_classes)[labels]  # (m, k)
-    counts = onehot.sum(0)
-    sums = onehot.T @ cos @ onehot  # (k, k)
-    pairs = np.outer(counts, counts) - np.diag(counts)
-    return sums, pairs
-
-
-def cosine_block_means(sums, pairs) -> np.ndarray:
-    """(k, k) mean cosine similarity per class pair (NaN where a block has no pairs)."""
-    sums, pairs = np.asarray(sums, dtype=np.float64), np.asarray(pairs, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(pairs > 0, sums / np.where(pairs > 0, pairs, 1), np.nan)
-
-
-def cosine_summary(sums, pairs, classes=None) -> dict:
-    """Mean within-class and mean between-class cosine similarity over ``classes`` (default all).
-
-    Each class, and each pair of distinct classes, counts once (an unweighted mean of block
-    means), so the background's many pixels do not outweigh the digits. Classes without pairs
-    are skipped. MCR²'s ideal: within → 1, between → 0 (orthogonal class subspaces). Returns
-    ``{"within": w, "between": b, "gap": w - b, "classes": n}``.
-    """
-    means = cosine_block_means(sums, pairs)
-    k = means.shape[0]
-    classes = np.arange(k) if classes is None else np.asarray(list(classes), dtype=np.int64)
-    block = means[np.ix_(classes, classes)]
-    diag = np.diag(block)
-    off = block[~np.eye(len(classes), dtype=bool)]
-    within = float(np.nanmean(diag)) if np.isfinite(diag).any() else float("nan")
-    between = float(np.nanmean(off)) if np.isfinite(off).any() else float("nan")
-    return {"within": within, "between": between, "gap": within - between, "classes": int(np.isfinite(diag).sum())}
-
 
 _NAMES = ["bg"] + [str(c) for c in range(10)]
 
