@@ -26,9 +26,8 @@ from mcr2.engine import run_all
 from mcr2.experiments import CHAPTER_EXPERIMENTS
 from mcr2.plots import (
     METHOD_COLORS,
-    class_legend_handles,
     plot_rate_curves_over_training,
-    plot_segmentation_panels,
+    segmentation_panels_figure,
     use_style,
 )
 from mcr2.records import records_table
@@ -45,12 +44,7 @@ records_table(runs)
 # ## Predictions over backgrounds
 
 # %%
-n_images = len(runs["seg_bg_mcr2"][0].artefacts["preview_masks"])
-fig, axes = plt.subplots(3, n_images, figsize=(1.3 * n_images + 1, 4.8), squeeze=False)
-plot_segmentation_panels(axes, {"MCR²": runs["seg_bg_mcr2"]})
-fig.legend(handles=class_legend_handles(), loc="lower center", ncol=11, fontsize="small", frameon=False,
-           title="class (bg = background, else the digit)")
-fig.subplots_adjust(left=0.1, right=0.99, top=0.98, bottom=0.17, wspace=0.05, hspace=0.08)
+fig = segmentation_panels_figure({"MCR²": runs["seg_bg_mcr2"]})
 glue("05-panels", fig, display=False)
 plt.close(fig)
 

@@ -30,12 +30,11 @@ from mcr2.engine import run_all
 from mcr2.experiments import CHAPTER_EXPERIMENTS
 from mcr2.plots import (
     METHOD_COLORS,
-    class_legend_handles,
     plot_background_head,
     plot_foreground_accuracy,
     plot_masked_inputs,
     plot_rate_curves_over_training,
-    plot_segmentation_panels,
+    segmentation_panels_figure,
     use_style,
 )
 from mcr2.records import records_table
@@ -165,11 +164,7 @@ if profile == "smoke":
 # ## With and without masking, side by side
 
 # %%
-fig, axes = plt.subplots(4, n_images, figsize=(1.3 * n_images + 1, 6.2), squeeze=False)
-plot_segmentation_panels(axes, {"without\nmasking": runs["seg_bg_mcr2"], "with\nmasking": masked})
-fig.legend(handles=class_legend_handles(), loc="lower center", ncol=11, fontsize="small", frameon=False,
-           title="class (bg = background, else the digit)")
-fig.subplots_adjust(left=0.12, right=0.99, top=0.98, bottom=0.13, wspace=0.05, hspace=0.08)
+fig = segmentation_panels_figure({"without\nmasking": runs["seg_bg_mcr2"], "with\nmasking": masked})
 glue("06-panels", fig, display=False)
 plt.close(fig)
 

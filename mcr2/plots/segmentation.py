@@ -12,7 +12,7 @@ from matplotlib.patches import Patch
 
 from .data import SEGMENTATION_COLORS, _as_picture, mask_to_rgb
 
-__all__ = ["class_legend_handles", "plot_segmentation_panels", "plot_masked_inputs"]
+__all__ = ["class_legend_handles", "plot_segmentation_panels", "segmentation_panels_figure", "plot_masked_inputs"]
 
 
 def _first(records):
@@ -80,6 +80,22 @@ def plot_segmentation_panels(axes, runs: dict, n: int | None = None):
                 continue
             _show(ax, pictures[i], name if i == 0 else None)
     return axes
+
+
+def segmentation_panels_figure(runs: dict, n: int | None = None):
+    """A whole figure of :func:`plot_segmentation_panels` (input, truth, one row per run) with the
+    class legend below it (Figures 2a, 2b, 6). Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    first = _first(next(iter(runs.values())))
+    n = n or len(_artefact(first, "preview_masks"))
+    rows = 2 + len(runs)
+    fig, axes = plt.subplots(rows, n, figsize=(1.3 * n + 1, 1.5 * rows + 1.2), squeeze=False)
+    plot_segmentation_panels(axes, runs, n)
+    fig.legend(handles=class_legend_handles(), loc="lower center", ncol=11, fontsize="small", frameon=False,
+               title="class (bg = background, else the digit)")
+    fig.subplots_adjust(left=0.12, right=0.99, top=0.98, bottom=0.9 / (1.5 * rows + 1.2), wspace=0.05, hspace=0.08)
+    return fig
 
 
 def plot_masked_inputs(axes, records, n: int | None = None, threshold: float = 0.5):
