@@ -46,7 +46,7 @@ def bench(name: str, profile: str, device: torch.device, steps: int, batch_size:
     trainer.mask_on = True
 
     def step():
-        loss, _ = trainer._step_loss(x, y)
+        loss, _, _ = trainer._step_loss(x, y)
         trainer.opt.zero_grad(set_to_none=True)
         loss.backward()
         trainer.opt.step()

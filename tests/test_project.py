@@ -79,3 +79,21 @@ def test_pins_satisfy_the_library_ranges_and_python():
     python = next(d for d in deps if isinstance(d, str) and d.startswith("python"))
     conda_python = python.split("=", 1)[1]
     assert Version(conda_python) in SpecifierSet(project["requires-python"])
+
+
+def _run_script(*args):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, *args], cwd=root, capture_output=True, text=True, timeout=600)
+
+
+def test_benchmarks_run_on_a_tiny_input():
+    """The benchmark scripts still run (their numbers are for people, not for assertions)."""
+    for args in (["benchmarks/bench_loss.py", "--pixels", "3000", "--repeats", "1"],
+                 ["benchmarks/bench_train.py", "--steps", "1", "--batch-size", "4"],
+                 ["benchmarks/bench_resolution.py", "--images", "4", "--dim", "16", "--width", "4", "--repeats", "1"]):
+        out = _run_script(*args)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "device:" in out.stdout
