@@ -82,6 +82,30 @@ plt.close(fig)
 # {numref}`fig-06-masked-inputs`.
 
 # %%
+# Does the head hold once MCR² shares the U-Net with it? Its accuracy at the switch against its
+# lowest accuracy afterwards, per seed.
+held = []
+for r, e in zip(masked, switches):
+    acc = r.history.set_index("epoch")["bg_check_acc"]
+    if e is not None and e < acc.index.max():
+        held.append((r.config.seed, acc[e], acc[acc.index > e].min()))
+trivial = float((masked[0].artefacts["preview_masks"] == 0).mean())  # every pixel called background
+for seed, at, low in held:
+    print(f"seed {seed}: head accuracy {at:.3f} at the switch, lowest afterwards {low:.3f} "
+          f"(calling every preview pixel background scores {trivial:.3f})")
+glue("06-held", Markdown("; ".join(f"seed {s}: {a:.3f} → {lo:.3f}" for s, a, lo in held) or "no switch to judge"),
+     display=False)
+
+# %% [markdown]
+# After the switch the loss is CE(head) + λ·MCR² (λ = `loss.mcr2_weight`, 1 in the report, which
+# sums the two) and both flow through the same U-Net. The head's accuracy at the switch and its
+# lowest value after it: {glue:md}`06-held`. A drop towards the all-background score means MCR²'s
+# gradients overwhelm the head's through the shared layers, so the mask it produces empties and
+# masked MCR² has few pixels to learn from; re-run this chapter with a smaller λ (e.g.
+# `-p` parameters of a custom experiment, or `mcr2.experiment(..., **{"loss.mcr2_weight": 0.1})`)
+# to see whether the head survives.
+
+# %%
 n_images = len(masked[0].artefacts["preview_masks"])
 fig, axes = plt.subplots(3, n_images, figsize=(1.3 * n_images + 1, 4.6), squeeze=False)
 plot_masked_inputs(axes, masked)

@@ -55,6 +55,7 @@ class LossConfig:
     kind: str = "mcr2"  # "mcr2" (features + nearest subspace) | "ce" (features + classifier head)
     eps_sq: float = 0.5  # ε², squared precision of the coding rate (0.5 in both codes)
     gamma: float = 1.0  # γ: loss = Rc − γ·R
+    mcr2_weight: float = 1.0  # λ in CE(background head) + λ·MCR² with masking (the report: 1, a plain sum)
     background_mask: str | None = None  # None | "predicted" (report: the head's own mask) | "ground_truth" (authors')
     mask_threshold: float = 0.99  # background-head accuracy that switches MCR² on (report 0.99; authors 0.9)
     mask_check_images: int = 256  # fixed validation images on which that accuracy is measured

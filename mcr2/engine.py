@@ -297,7 +297,8 @@ class _Trainer:
                 return loss, loss, rr
             keep = fg_true if loss_cfg.background_mask == "ground_truth" else bg.detach().argmax(1) == 1
             rr = self._mcr2_term(feats, Z, y, keep)
-            return loss + self.world * rr.loss, loss + rr.loss, rr
+            lam = loss_cfg.mcr2_weight
+            return loss + lam * self.world * rr.loss, loss + lam * rr.loss, rr
 
     # ---- evaluation --------------------------------------------------------------------
     def _batches(self, n, bs):
