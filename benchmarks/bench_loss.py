@@ -7,19 +7,17 @@ measured in this one run (medians of ``--repeats``):
   (a) a per-class masked-copy formulation like the authors' code (a k×m×d copy of Z with the other
       classes' rows zeroed, a sparse-dense Gram per class): ``masked/ours`` is how many times faster we are;
   (b) the floor: one ``Z.T @ Z`` forward+backward of the same Z: ``ours/floor`` is our overhead.
-Targets: masked/ours ≥ 20, ours/floor ≤ 2.5. Peak memory is reported on CUDA (allocator) and,
-on CPU, as the growth of the process's peak RSS during each variant (a rough number).
+Targets: masked/ours ≥ 20, ours/floor ≤ 2.5. Memory (MiB) is the CUDA allocator's peak on a GPU
+and, on CPU, the tensors autograd keeps for the backward pass (``mcr2.profiling.memory_mib``).
 """
 from __future__ import annotations
 
 import argparse
-import resource
-import statistics
-import time
 
 import torch
 
 from mcr2 import rate_reduction
+from mcr2.profiling import device_name, median_time, memory_mib
 
 
 def masked_copy_rate_reduction(Z, labels, num_classes, eps_sq=0.5):
@@ -45,41 +43,13 @@ def ours(Z, labels, num_classes):
     return rate_reduction(Z, labels, num_classes).loss
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_fn(fn, Z, labels, k, repeats, device):
+def forward_backward(fn, Z, labels, k):
+    """One forward+backward of ``fn`` on a fresh leaf that shares Z's storage."""
     def once():
         z = Z.detach().requires_grad_()
         fn(z, labels, k).backward()
-        return z.grad
 
-    once()  # warm-up
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        once()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def peak_memory(fn, Z, labels, k, device):
-    """Peak bytes of one forward+backward (CUDA allocator) or peak-RSS growth in MiB (CPU)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        z = Z.detach().requires_grad_()
-        fn(z, labels, k).backward()
-        sync(device)
-        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    z = Z.detach().requires_grad_()
-    fn(z, labels, k).backward()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    return once
 
 
 def main():
@@ -90,17 +60,16 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; torch {torch.__version__}; m = {args.pixels}, k = {args.classes}")
+    print(f"device: {device_name(device)}; torch {torch.__version__}; m = {args.pixels}, k = {args.classes}")
     g = torch.Generator().manual_seed(0)
     print(f"{'d':>4} {'ours ms':>9} {'floor ms':>9} {'masked ms':>10} {'masked/ours':>12} {'ours/floor':>11}"
-          f" {'peak MiB ours':>14} {'floor':>7} {'masked':>7}")
+          f" {'MiB ours':>14} {'floor':>7} {'masked':>7}")
     for d in (128, 32):
         Z = torch.nn.functional.normalize(torch.randn(args.pixels, d, generator=g), dim=1).to(device)
         labels = torch.randint(0, args.classes, (args.pixels,), generator=g).to(device)
-        # Memory first (CPU peak RSS only grows, so measure the smallest consumer first).
-        mem = {fn.__name__: peak_memory(fn, Z, labels, args.classes, device) for fn in (floor, ours, masked_copy_rate_reduction)}
-        t = {fn.__name__: time_fn(fn, Z, labels, args.classes, args.repeats, device) for fn in (floor, ours, masked_copy_rate_reduction)}
+        fns = (floor, ours, masked_copy_rate_reduction)
+        mem = {fn.__name__: memory_mib(forward_backward(fn, Z, labels, args.classes), device, exclude=Z) for fn in fns}
+        t = {fn.__name__: median_time(forward_backward(fn, Z, labels, args.classes), args.repeats, device) for fn in fns}
         print(
             f"{d:>4} {t['ours'] * 1e3:>9.1f} {t['floor'] * 1e3:>9.1f} {t['masked_copy_rate_reduction'] * 1e3:>10.1f}"
             f" {t['masked_copy_rate_reduction'] / t['ours']:>12.1f} {t['ours'] / t['floor']:>11.2f}"

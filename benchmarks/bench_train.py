@@ -18,13 +18,9 @@ import torch
 from mcr2.engine import _Trainer, resolve_device
 from mcr2.experiments import experiment
 from mcr2.loss import rate_reduction
+from mcr2.profiling import device_name, sync
 
 CONFIGS = [("ResNet18 CE", "cls_mnist_ce"), ("ResNet18 MCR²", "cls_mnist_mcr2"), ("U-Net MCR² masked", "seg_bg_mcr2_masked")]
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench(name: str, profile: str, device: torch.device, steps: int, batch_size: int | None):
@@ -85,8 +81,7 @@ def main():
     args = parser.parse_args()
     device = resolve_device(args.device)
     profile = args.profile or ("paper" if device.type == "cuda" else "smoke")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; torch {torch.__version__}; profile {profile}")
+    print(f"device: {device_name(device)}; torch {torch.__version__}; profile {profile}")
     print(f"{'configuration':22s} {'width':>5} {'batch':>6} {'images/s':>10} {'ms/step':>9} {'loss share':>11}")
     for label, exp_name in CONFIGS:
         ips, per_step, share, exp = bench(exp_name, profile, device, args.steps, args.batch_size)

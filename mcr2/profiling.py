@@ -60,6 +60,11 @@ def memory_mib(fn, device: torch.device, exclude: torch.Tensor | None = None) ->
     skip = exclude.untyped_storage().data_ptr() if exclude is not None else None
 
     def pack(t):
+        if t.layout != torch.strided:  # a sparse tensor: count its index and value arrays
+            parts = [t._indices(), t._values()] if t.layout == torch.sparse_coo else []
+            for p in parts:
+                storages[p.untyped_storage().data_ptr()] = p.untyped_storage().nbytes()
+            return t
         s = t.untyped_storage()
         if s.data_ptr() != skip:
             storages[s.data_ptr()] = s.nbytes()
