@@ -40,7 +40,7 @@ records = run_all(list(EXPERIMENTS), profile, used_seeds, device=device, retrain
 runs = records_table(records)
 scale = (f"profile {'/'.join(sorted(runs['profile'].unique()))}, {len(used_seeds)} seed(s) per experiment "
          f"({', '.join(map(str, used_seeds))}), {len(runs)} run records")
-glue("08-scale", scale, display=False)
+glue("09-scale", scale, display=False)
 print(scale)
 runs
 
@@ -73,7 +73,7 @@ rules.style.hide(axis="index").set_properties(**{"text-align": "left", "white-sp
 # %% [markdown]
 # ## The ledger
 #
-# Computed from {glue:text}`08-scale`.
+# Computed from {glue:text}`09-scale`.
 
 # %%
 ledger = evaluate_claims(records)
@@ -99,20 +99,20 @@ quantities = claim_quantities(records)
 shown = quantities[quantities["report"].notna()]
 fig, ax = plt.subplots(figsize=(9, 0.32 * len(shown) + 1.4), constrained_layout=True)
 plot_claims(ax, quantities)
-glue("08-claims", fig, display=False)
+glue("09-claims", fig, display=False)
 plt.close(fig)
 quantities.round(4)
 
 # %% [markdown]
-# ```{glue:figure} 08-claims
-# :name: fig-08-claims
+# ```{glue:figure} 09-claims
+# :name: fig-09-claims
 #
 # Every number behind claims 1–5 as a fraction of the report's value (dotted line: the report;
 # bars: ± one seed-to-seed sd when there are several seeds; the numbers themselves at the right).
 # Claim 6 has no number in the report (Figure 7 is a heatmap) and is left out.
 # ```
 #
-# {numref}`fig-08-claims` shows how far the runs are from the report's scale. On the smoke profile
+# {numref}`fig-09-claims` shows how far the runs are from the report's scale. On the smoke profile
 # the classification accuracies sit well below the report's (a few hundred training images, four
 # epochs), and the coding rates $R$ and $R_c$ are a fraction of the report's because they grow
 # with the feature dimension $d$ (32 here, 128 in the report) — the rate claims compare

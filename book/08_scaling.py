@@ -91,32 +91,32 @@ plot_cost_vs_resolution(axes[0], largest.reset_index(), "time_s")
 plot_cost_vs_resolution(axes[1], largest.reset_index(), "memory_mib")
 axes[1].set_ylabel("peak memory (MiB)" if dev.type == "cuda" else "memory kept for backward (MiB)")
 plot_cost_vs_pixels(axes[2], cost, "time_s")
-glue("10-cost", fig, display=False)
+glue("08-cost", fig, display=False)
 plt.close(fig)
 
 memory_kind = "the CUDA allocator's peak" if dev.type == "cuda" else "the memory autograd keeps for the backward pass"
-glue("10-cost-setting", Markdown(f"d = {d}, k = {k}, on {device_name(dev)}; memory is {memory_kind}"), display=False)
-glue("10-images", int(max(images_per_batch)), display=False)
-glue("10-speedup-coarsest", float(largest.loc[coarsest, "speedup"]), display=False)
-glue("10-memory-ratio-coarsest", float(largest.loc[FULL, "memory_mib"] / largest.loc[coarsest, "memory_mib"]), display=False)
-glue("10-coarsest", Markdown(resolution_label(coarsest)), display=False)
+glue("08-cost-setting", Markdown(f"d = {d}, k = {k}, on {device_name(dev)}; memory is {memory_kind}"), display=False)
+glue("08-images", int(max(images_per_batch)), display=False)
+glue("08-speedup-coarsest", float(largest.loc[coarsest, "speedup"]), display=False)
+glue("08-memory-ratio-coarsest", float(largest.loc[FULL, "memory_mib"] / largest.loc[coarsest, "memory_mib"]), display=False)
+glue("08-coarsest", Markdown(resolution_label(coarsest)), display=False)
 print("at", max(images_per_batch), "images:", ", ".join(
     f"{resolution_label(s)} {1e3 * largest.loc[s, 'time_s']:.1f} ms, {largest.loc[s, 'memory_mib']:.1f} MiB"
     for s in resolutions))
 
 # %% [markdown]
-# ```{glue:figure} 10-cost
-# :name: fig-10-cost
+# ```{glue:figure} 08-cost
+# :name: fig-08-cost
 #
 # Forward+backward cost of the MCR² loss on random unit features: time (left) and memory (middle)
-# against the resolution the loss is computed at, for a batch of {glue:text}`10-images` images;
+# against the resolution the loss is computed at, for a batch of {glue:text}`08-images` images;
 # time against the pixels per batch, one line per resolution (right, log-log). Fastest of five
-# repeats on a machine that may be shared: {glue:md}`10-cost-setting`.
+# repeats on a machine that may be shared: {glue:md}`08-cost-setting`.
 # ```
 #
-# At {glue:md}`10-coarsest` the loss runs {glue:text}`10-speedup-coarsest:.1f` times faster than
-# at full resolution and keeps {glue:text}`10-memory-ratio-coarsest:.1f` times less memory for
-# its backward pass ({numref}`fig-10-cost`). Both go with the rows of $Z$: pooling to $s \times s$
+# At {glue:md}`08-coarsest` the loss runs {glue:text}`08-speedup-coarsest:.1f` times faster than
+# at full resolution and keeps {glue:text}`08-memory-ratio-coarsest:.1f` times less memory for
+# its backward pass ({numref}`fig-08-cost`). Both go with the rows of $Z$: pooling to $s \times s$
 # leaves $(s/28)^2$ of them, so 14×14 keeps a quarter and 7×7 a sixteenth. The time falls by less
 # than that, because part of the loss does not depend on $m$: the $k+1$ log-determinants of
 # $d \times d$ matrices, and the pooling and the majority vote, which read every pixel.
@@ -124,12 +124,12 @@ print("at", max(images_per_batch), "images:", ", ".join(
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
 plot_share_vs_pixels(ax, cost, negligible=NEGLIGIBLE)
-glue("10-share", fig, display=False)
+glue("08-share", fig, display=False)
 plt.close(fig)
 
 share = largest["share"]
-glue("10-share-full", 100 * float(share.loc[FULL]), display=False)
-glue("10-share-coarsest", 100 * float(share.loc[coarsest]), display=False)
+glue("08-share-full", 100 * float(share.loc[FULL]), display=False)
+glue("08-share-coarsest", 100 * float(share.loc[coarsest]), display=False)
 below = [s for s in resolutions if share.loc[s] < NEGLIGIBLE]
 if below:
     verdict = (f"falls below {NEGLIGIBLE:.0%} of a step from {resolution_label(max(below))} on "
@@ -137,22 +137,22 @@ if below:
 else:
     verdict = (f"stays above {NEGLIGIBLE:.0%} of a step at every resolution measured "
                f"(at {max(images_per_batch)} images, lowest {100 * share.min():.1f}%)")
-glue("10-negligible", Markdown(verdict), display=False)
+glue("08-negligible", Markdown(verdict), display=False)
 print("loss share of a step at", max(images_per_batch), "images:",
       ", ".join(f"{resolution_label(s)} {100 * share.loc[s]:.1f}%" for s in resolutions), "->", verdict)
 
 # %% [markdown]
-# ```{glue:figure} 10-share
-# :name: fig-10-share
+# ```{glue:figure} 08-share
+# :name: fig-08-share
 #
 # Share of a training step taken by the MCR² loss: loss time over loss time plus the U-Net's
 # forward+backward time on the same batch, against the pixels per batch, one line per
-# resolution; the dotted line is the 5% we call negligible. {glue:md}`10-cost-setting`.
+# resolution; the dotted line is the 5% we call negligible. {glue:md}`08-cost-setting`.
 # ```
 #
-# With {glue:text}`10-images` images per batch the loss takes {glue:text}`10-share-full:.1f`% of
-# a step at full resolution and {glue:text}`10-share-coarsest:.1f`% at {glue:md}`10-coarsest`;
-# it {glue:md}`10-negligible` ({numref}`fig-10-share`). Both the loss (its Grams) and the U-Net
+# With {glue:text}`08-images` images per batch the loss takes {glue:text}`08-share-full:.1f`% of
+# a step at full resolution and {glue:text}`08-share-coarsest:.1f`% at {glue:md}`08-coarsest`;
+# it {glue:md}`08-negligible` ({numref}`fig-08-share`). Both the loss (its Grams) and the U-Net
 # grow linearly with the batch, so beyond small batches, where the loss's fixed part weighs most,
 # the share depends on the resolution and on the width of the model far more than on the batch
 # size. The wider U-Net of the paper profile makes a step dearer, and so the loss's share smaller,
@@ -175,7 +175,7 @@ runs = {
     for size in resolutions
 }
 settings = settings_text(runs)
-glue("10-settings", Markdown(settings), display=False)
+glue("08-settings", Markdown(settings), display=False)
 print(f"profile: {profile}; {settings}")
 records_table(runs).assign(resolution=[resolution_label(s) for s, recs in runs.items() for _ in recs])
 
@@ -185,25 +185,25 @@ plot_accuracy_vs_resolution(axes[0], runs)
 plot_throughput_vs_resolution(axes[1], runs)
 plot_metric_curves(axes[2], {resolution_label(s): recs for s, recs in runs.items()}, "mnist_foreground_acc",
                    ylabel="non-background pixel accuracy")
-glue("10-accuracy", fig, display=False)
+glue("08-accuracy", fig, display=False)
 plt.close(fig)
 
 # %% [markdown]
-# ```{glue:figure} 10-accuracy
-# :name: fig-10-accuracy
+# ```{glue:figure} 08-accuracy
+# :name: fig-08-accuracy
 #
 # `seg_mnist_mcr2` trained with MCR² at each resolution, predictions at full resolution: final
 # validation accuracy over the pixels whose truth is a digit (left), training throughput (middle;
 # measured on a machine that may be shared) and the accuracy over training (right);
-# {glue:md}`10-settings`.
+# {glue:md}`08-settings`.
 # ```
 
 # %%
 acc = final_run_values(runs).set_index("size")["mean"]
 speed = final_run_values(runs, "train_images_per_s").set_index("size")["mean"]
-glue("10-acc-full", float(acc.loc[FULL]), display=False)
-glue("10-acc-coarsest", float(acc.loc[coarsest]), display=False)
-glue("10-speed-ratio", float(speed.loc[coarsest] / speed.loc[FULL]), display=False)
+glue("08-acc-full", float(acc.loc[FULL]), display=False)
+glue("08-acc-coarsest", float(acc.loc[coarsest]), display=False)
+glue("08-speed-ratio", float(speed.loc[coarsest] / speed.loc[FULL]), display=False)
 print("final non-background accuracy:", ", ".join(f"{resolution_label(s)} {acc.loc[s]:.3f}" for s in resolutions))
 print("training images/s:", ", ".join(f"{resolution_label(s)} {speed.loc[s]:.1f}" for s in resolutions))
 if profile == "smoke":
@@ -211,13 +211,13 @@ if profile == "smoke":
           "too small to conclude how the resolution of the loss affects accuracy.")
 
 # %% [markdown]
-# Trained with MCR² at full resolution the model labels {glue:text}`10-acc-full:.3f` of the digit
-# pixels correctly; at {glue:md}`10-coarsest`, {glue:text}`10-acc-coarsest:.3f`, and it trains
-# {glue:text}`10-speed-ratio:.2f` times as many images per second ({numref}`fig-10-accuracy`).
+# Trained with MCR² at full resolution the model labels {glue:text}`08-acc-full:.3f` of the digit
+# pixels correctly; at {glue:md}`08-coarsest`, {glue:text}`08-acc-coarsest:.3f`, and it trains
+# {glue:text}`08-speed-ratio:.2f` times as many images per second ({numref}`fig-08-accuracy`).
 # On the smoke profile (see the settings above: one seed, a narrow model, a few epochs on a few
 # hundred images, a shared CPU) these numbers are far too small a test to conclude anything about
 # the accuracy cost of pooling; the chapter shows that the switch trains end to end and how to
 # measure it. At paper scale, with three seeds, the figure answers the question the report left
-# open: whether the loss's cost can be cut by the factors of {numref}`fig-10-cost` without losing
+# open: whether the loss's cost can be cut by the factors of {numref}`fig-08-cost` without losing
 # accuracy. A coarser loss cannot tell apart pixels within a cell; the full-resolution
 # predictions rely on the decoder to sharpen what the loss only sees in blocks.

@@ -66,12 +66,12 @@ for i, (name, ds) in enumerate(rows):
     axes[0].text(-0.15, 0.5, name, transform=axes[0].transAxes, ha="right", va="center", fontsize="small")
 size_ax = plot_digit_size(fig.add_subplot(grid[:, examples:]), heights)
 size_ax.legend(loc="upper left", fontsize="small")
-glue("09-usps-layouts", fig, display=False)
+glue("10-usps-layouts", fig, display=False)
 plt.close(fig)
 
 # %% [markdown]
-# ```{glue:figure} 09-usps-layouts
-# :name: fig-09-usps-layouts
+# ```{glue:figure} 10-usps-layouts
+# :name: fig-10-usps-layouts
 #
 # Left: the first validation digits of MNIST and of USPS under both layouts
 # (`mcr2.data.digits("usps", "test", usps_layout=...)`). Right: the distribution of digit height
@@ -79,7 +79,7 @@ plt.close(fig)
 # ```
 #
 # With `"resize"` USPS digits are about as tall as MNIST's; with `"pad_random"` they are smaller and
-# off-centre ({numref}`fig-09-usps-layouts`), so a model trained on MNIST alone meets a second,
+# off-centre ({numref}`fig-10-usps-layouts`), so a model trained on MNIST alone meets a second,
 # purely geometric shift on USPS. The cross-domain accuracies of the classification chapter are
 # therefore not comparable with the report's Figure 1b unless the run uses `"pad_random"`.
 #
@@ -106,19 +106,19 @@ plot_samples(axes[:2], first.images, first.masks)
 plot_samples(axes[2:], other.images)
 for ax, text in zip(axes[:, 0], (f"seed {seed}", "mask", f"seed {seed + 1}")):
     ax.text(-0.15, 0.5, text, transform=ax.transAxes, ha="right", va="center", fontsize="small")
-glue("09-backgrounds", fig, display=False)
+glue("10-backgrounds", fig, display=False)
 plt.close(fig)
 
 # %% [markdown]
-# ```{glue:figure} 09-backgrounds
-# :name: fig-09-backgrounds
+# ```{glue:figure} 10-backgrounds
+# :name: fig-10-backgrounds
 #
 # The first validation composites of MNIST over CIFAR-100 with data seed 0 (top) and their masks
 # (middle; colour = digit class, black = background), and the same digits with data seed 1
 # (bottom). Rebuilding the set with seed 0 reproduces the top row exactly.
 # ```
 #
-# {numref}`fig-09-backgrounds` is what every validation pass of every run with that seed sees, so
+# {numref}`fig-10-backgrounds` is what every validation pass of every run with that seed sees, so
 # validation curves move only because the model does.
 #
 # ## An empty class never wins
