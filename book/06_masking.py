@@ -101,9 +101,9 @@ glue("06-held", Markdown("; ".join(f"seed {s}: {a:.3f} → {lo:.3f}" for s, a, l
 # sums the two) and both flow through the same U-Net. The head's accuracy at the switch and its
 # lowest value after it: {glue:md}`06-held`. A drop towards the all-background score means MCR²'s
 # gradients overwhelm the head's through the shared layers, so the mask it produces empties and
-# masked MCR² has few pixels to learn from; re-run this chapter with a smaller λ (e.g.
-# `-p` parameters of a custom experiment, or `mcr2.experiment(..., **{"loss.mcr2_weight": 0.1})`)
-# to see whether the head survives.
+# masked MCR² has few pixels to learn from. To see whether the head survives a smaller λ, train
+# `python -m mcr2 run seg_bg_mcr2_masked --profile smoke --set loss.mcr2_weight=0.1` (or
+# `mcr2.experiments.experiment("seg_bg_mcr2_masked", profile, **{"loss.mcr2_weight": 0.1})`).
 
 # %%
 n_images = len(masked[0].artefacts["preview_masks"])

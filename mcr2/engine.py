@@ -1,6 +1,6 @@
 """Train one configured experiment and write its run record; nothing here is specific to a chapter.
 
-    rec = mcr2.engine.run(mcr2.experiment("seg_bg_mcr2_masked", "smoke", seed=0))
+    rec = mcr2.engine.run(mcr2.experiments.experiment("seg_bg_mcr2_masked", "smoke", seed=0))
 
 ``run`` loads the complete record of the same config (and :data:`~mcr2.config.CODE_VERSION`)
 instead of retraining, unless ``retrain=True``. Losses: CE over a classifier head, or MCR² over
