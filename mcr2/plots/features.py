@@ -16,31 +16,23 @@ import numpy as np
 
 from ..summary import cosine_block_means, cosine_blocks, cosine_summary
 
-__all__ = ["cosine_blocks", "cosine_block_means", "cosine_summary", "plot_feature_cosine"]
+__all__ = ["cosine_blocks", "cosine_block_means", "cosine_summary", "plot_cosine_similarity", "plot_feature_cosine"]
 
 _NAMES = ["bg"] + [str(c) for c in range(10)]
 
 
-def plot_feature_cosine(ax, records, exclude_background: bool = False, title: str | None = None,
-                        cbar: bool = True, max_samples: int = 1000, absolute: bool = True):
-    """Cosine similarity between the stored validation pixel features of a run, sorted by label,
-    class blocks outlined and labelled ("bg", "0".."9"): report Figure 7.
+def plot_cosine_similarity(ax, Z, labels, title: str | None = None, cbar: bool = True, max_samples: int = 1000,
+                           absolute: bool = True, class_names=None, xlabel: str | None = None):
+    """Cosine similarity between the rows of Z (m, d), sorted by label, class blocks outlined.
 
-    ``exclude_background`` drops class 0, as the report's masked panel does. ``absolute`` draws
-    |cos| (0 = orthogonal, as in the chapter "Rate reduction in one page"), else the signed cosine.
-    Uses the first seed's record; at most ``max_samples`` rows, an even stride through the
-    label-sorted sample, so each class keeps its share of the random sample (background dominates).
+    At most ``max_samples`` rows are drawn, an even stride through the label-sorted rows, so each
+    class keeps its share. ``absolute`` draws |cos| (0 = orthogonal), else the signed cosine.
+    ``class_names[c]`` labels class c's block (default: its number).
     """
-    rec = records[0] if isinstance(records, (list, tuple)) else records
-    for key in ("feature_sample", "feature_labels"):
-        if key not in rec.artefacts:
-            raise KeyError(f"{rec!r} has no artefact {key!r}: only segmentation runs store a feature sample")
-    Z = np.asarray(rec.artefacts["feature_sample"], dtype=np.float64)
-    labels = np.asarray(rec.artefacts["feature_labels"], dtype=np.int64)
-    if exclude_background:
-        Z, labels = Z[labels > 0], labels[labels > 0]
+    Z = np.asarray(Z.detach().cpu() if hasattr(Z, "detach") else Z, dtype=np.float64)
+    labels = np.asarray(labels.detach().cpu() if hasattr(labels, "detach") else labels, dtype=np.int64)
     if len(labels) == 0:
-        raise ValueError(f"{rec!r}: no features left to draw")
+        raise ValueError("no features to draw")
     order = np.argsort(labels, kind="stable")
     if len(order) > max_samples:
         order = order[np.linspace(0, len(order) - 1, max_samples).round().astype(int)]
@@ -59,16 +51,38 @@ def plot_feature_cosine(ax, records, exclude_background: bool = False, title: st
         ax.axhline(e, color="#00e5ff", lw=0.8)
         ax.axvline(e, color="#00e5ff", lw=0.8)
     starts, stops = np.r_[0, edges], np.r_[edges, m]
-    ticks = (starts + stops) / 2
-    names = [_NAMES[c] if c < len(_NAMES) else str(c) for c in ls[starts]]
+    names = [class_names[c] if class_names is not None and c < len(class_names) else str(c) for c in ls[starts]]
     for axis in (ax.xaxis, ax.yaxis):
-        axis.set_ticks(ticks)
+        axis.set_ticks((starts + stops) / 2)
         axis.set_ticklabels(names, fontsize=8)
     ax.tick_params(length=0)
     ax.grid(False)
-    ax.set_xlabel(f"class ({m:,} pixels sorted by label)")
+    ax.set_xlabel(xlabel or "class")
     if cbar:
         ax.figure.colorbar(im, ax=ax, shrink=0.8, label="|cos|" if absolute else "cos")
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_feature_cosine(ax, records, exclude_background: bool = False, title: str | None = None,
+                        cbar: bool = True, max_samples: int = 1000, absolute: bool = True):
+    """Cosine similarity between the stored validation pixel features of a run, sorted by label,
+    class blocks outlined and labelled ("bg", "0".."9"): report Figure 7.
+
+    ``exclude_background`` drops class 0, as the report's masked panel does. Uses the first seed's
+    record; see :func:`plot_cosine_similarity` for the rest.
+    """
+    rec = records[0] if isinstance(records, (list, tuple)) else records
+    for key in ("feature_sample", "feature_labels"):
+        if key not in rec.artefacts:
+            raise KeyError(f"{rec!r} has no artefact {key!r}: only segmentation runs store a feature sample")
+    Z = np.asarray(rec.artefacts["feature_sample"], dtype=np.float64)
+    labels = np.asarray(rec.artefacts["feature_labels"], dtype=np.int64)
+    if exclude_background:
+        Z, labels = Z[labels > 0], labels[labels > 0]
+    if len(labels) == 0:
+        raise ValueError(f"{rec!r}: no features left to draw")
+    shown = min(len(labels), max_samples)
+    return plot_cosine_similarity(ax, Z, labels, title=title, cbar=cbar, max_samples=max_samples, absolute=absolute,
+                                  class_names=_NAMES, xlabel=f"class ({shown:,} pixels sorted by label)")
