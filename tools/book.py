@@ -133,10 +133,11 @@ def stage() -> None:
 
 def build_html() -> Path:
     stage()
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(SRC), "--path-output", str(ROOT), "-W", "-n", "--keep-going"]
+    # The jupyter-book beside this interpreter (the venv's), so the build uses the pinned version.
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
-    if jb:
-        cmd = [jb, *cmd[3:]]
+    if jb is None:
+        raise SystemExit(f"jupyter-book is not installed beside {sys.executable}: run `make venv`")
+    cmd = [jb, "build", str(SRC), "--path-output", str(ROOT), "-W", "-n", "--keep-going"]
     print("[book] " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     index = HTML / "index.html"
