@@ -119,7 +119,7 @@ quantities.round(4)
 # experiments with each other, never with the report's absolute values. The paper profile is the
 # report's scale; its records render this chapter without training.
 #
-# Claim 4 carries its own condition: the smoke profile lowers the masking threshold from the
-# report's 0.99 to 0.9 (a five-epoch toy head rarely reaches 0.99), so MCR² switches on at another
+# Claim 4 carries its own condition: the smoke profile lowers the masking threshold below the
+# report's 0.99 (a toy head trained for a few epochs rarely reaches it), so MCR² switches on at another
 # time than in the report, and the claim stays inconclusive even with many seeds until the run
 # uses 0.99.

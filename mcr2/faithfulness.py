@@ -10,7 +10,19 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .experiments import PROFILES
+
 __all__ = ["DEVIATIONS", "deviations_table"]
+
+
+def _smoke_scale() -> str:
+    """The smoke profile's sizes, read from :data:`mcr2.experiments.PROFILES` (never retyped)."""
+    cls, seg = PROFILES["smoke"]["classification"], PROFILES["smoke"]["segmentation"]
+    return (f"smoke: width {cls['model']['width']}, d = {cls['model']['feature_dim']}, "
+            f"{seg['data']['train_limit']}–{cls['data']['train_limit']} training images, "
+            f"{cls['optim']['epochs']} / {seg['optim']['epochs']} epochs, SGD with momentum for classification, "
+            f"masking threshold {seg['loss']['mask_threshold']}")
+
 
 #: kind: "report vs code" (both are defensible; the report is the default unless said otherwise),
 #: "fault" (a bug in the authors' code; fixed here, not offered) or "profile" (the smoke profile's
@@ -89,7 +101,7 @@ DEVIATIONS: list[dict] = [
     dict(topic="Scale of the smoke profile", kind="profile",
          report="ResNet18 / U-Net at width 64, d = 128, 100 / 30 epochs",
          authors="as the report",
-         default="smoke: width 8, d = 32, 300–600 images, 4–5 epochs, SGD with momentum, masking threshold 0.9",
+         default=_smoke_scale(),
          switch='profile = "paper" (the report\'s scale, for a GPU)'),
 ]
 
