@@ -1,124 +1,309 @@
-"""The report's six claims (FACTS.md, "Claims to check") as data, each with an evaluator that turns
+"""The report's claims (FACTS.md, "Claims to check") as data, each with an evaluator that turns
 run records into our value and a verdict.
 
 ``evaluate_claims(records)`` gives the claims ledger, one row per claim; ``claim_quantities(records)``
-the numbers behind it next to the values read off the report's figures (FACTS.md, "Figures").
-``records`` is what :func:`mcr2.engine.run_all` returns: ``{experiment name: [RunRecord per seed]}``.
+the numbers behind it next to the values read off the report's figures (FACTS.md, "Figures");
+``claims_table`` and ``verdict_text`` are the same verdicts as a chapter shows them (a chapter
+never computes a verdict of its own). ``records`` is what :func:`mcr2.engine.run_all` returns:
+``{experiment name: [RunRecord per seed]}``.
 
 Verdict rules (one place, used by every claim):
 
-* **Comparing two methods** (:func:`compare`): Δ = mean(a) − mean(b) over seeds; the spread is
-  s = √(sd_a² + sd_b²), the seed-to-seed standard deviation (ddof = 1) of one run of each. a is
-  *better* when Δ > s, *worse* when Δ < −s, a *tie* otherwise. With one seed s = 0 (one seed has
-  no sd: :func:`mcr2.summary.mean_sd` gives NaN, which the rules read as 0), so the sign of Δ
-  decides.
-* **A claim's rule** combines such comparisons into ✓, ✗ or inconclusive (each :class:`Claim`'s
-  ``rule`` says how). This outcome on the given runs is the ledger's ``leaning``.
-* **The gate** (:func:`evaluate_claims`): ``verdict`` = ``leaning`` only when every record the
-  claim needs is complete, was run at the paper profile and has ≥ :data:`MIN_SEEDS` seeds.
-  Otherwise the verdict is "inconclusive" and ``why`` says which: the smoke profile's toy models
-  (a few hundred images, a few epochs) can show a direction but say nothing about the report's
-  numbers, and one seed cannot tell an effect from seed noise. A claim can add its own gate
-  (claim 4: a run whose masking threshold is not the report's 0.99).
+* **A test** (:class:`Test`) is one comparison a claim rests on, oriented so that +1 supports the
+  claim. Two methods are compared with a one-sided Welch t-test on their per-seed final values
+  (:func:`welch`): Δ = mean(a) − mean(b), t and the one-sided p of the observed direction. A
+  bound ("near 0") uses a one-sided one-sample t-test, "about the same" two one-sided tests
+  (TOST) against a tolerance. Only finite values count as seeds (a NaN seed is no seed).
+* A test's **result** is ±1 only with ≥ :data:`MIN_SEEDS` finite seeds in every arm and
+  p < :data:`ALPHA`; otherwise 0. Its **lean** is the sign of the point estimate alone.
+* **A claim's rule** is the same for all claims: ✓ if every test is +1, ✗ if any is −1, else
+  inconclusive. Applied to the results it gives the *verdict*, to the leans the *leaning* (the
+  direction the runs point in, shown even when they cannot decide).
+* **The gate** keeps the verdict inconclusive, and says why, when the records cannot bear one:
+  missing or incomplete records, a profile other than ``paper`` (the smoke profile's toy models
+  show a direction, not the report's numbers), fewer than :data:`MIN_SEEDS` finite seeds, a
+  masked run in which MCR² never switched on, or a claim's own condition (claim 4: a masking
+  threshold other than the report's 0.99). Records of different profiles are never compared:
+  their leaning is "—".
 """
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
-from .summary import cosine_summary, final_value, mean_sd, mean_sd_text
+from .summary import DIGIT_CLASSES, cosine_blocks, cosine_summary, final_value, mean_sd, mean_sd_text, record_cosine_blocks
 
 __all__ = [
     "VERDICTS",
+    "ALPHA",
     "MIN_SEEDS",
+    "VERDICT_PROFILE",
     "R_SAME_FRACTION",
     "COSINE_NEAR_ZERO",
     "REPORT_MASK_THRESHOLD",
     "REPORT_MASK_EPOCHS",
+    "COLLAPSE_ACC",
+    "Test",
+    "welch",
+    "below",
+    "equivalent",
+    "compare",
     "Claim",
     "Outcome",
     "CLAIMS",
-    "compare",
+    "claim",
+    "cosine_blocks",
     "seed_values",
     "digit_cosine",
+    "MaskingEvents",
+    "masking_events",
+    "run_notes",
     "evaluate_claims",
     "claim_quantities",
+    "claims_table",
+    "verdict_text",
 ]
 
 VERDICTS = ("✓", "✗", "inconclusive")
-MIN_SEEDS = 2  # fewer seeds than this per experiment: no spread, so no ✓/✗
+ALPHA = 0.05  # one-sided significance level of every test
+MIN_SEEDS = 3  # finite seeds per arm below which no test decides (2 seeds: t ≈ 1.4 is p ≈ 0.15)
 VERDICT_PROFILE = "paper"  # the only profile whose runs may confirm or refute the report
-R_SAME_FRACTION = 0.05  # claim 3: R "about the same" when |ΔR| ≤ 5 % of the mean R (report: 45 vs 46, 2 %)
-COSINE_NEAR_ZERO = 0.1  # claim 6: between-class blocks "near 0" when their mean |cosine| ≤ 0.1
+R_SAME_FRACTION = 0.05  # claim 3: R "about the same" when |ΔR| < 5 % of the mean R (report: 45 vs 46, 2 %)
+COSINE_NEAR_ZERO = 0.1  # claim 6: between-class blocks "near 0" when their mean |cos| < 0.1
+#                         (random directions in d = 128 give ≈ 0.07; one shared 11-dim subspace ≈ 0.25)
 REPORT_MASK_THRESHOLD = 0.99  # claim 4: background-head accuracy the report's switch waits for
 REPORT_MASK_EPOCHS = 5  # claim 4: ... reached within this many epochs
+COLLAPSE_ACC = 0.01  # non-background accuracy below this (a tenth of guessing among 10 digits) after
+#                      the switch: the head calls (almost) every pixel background
 
-DIGIT_CLASSES = range(1, 11)  # segmentation classes 1..10 are digits 0..9; 0 is background
+_LAYOUT_NAMES = {"resize": "resized", "pad_random": "padded at a random offset"}
 
 
 # --------------------------------------------------------------------------- statistics
 
 
-def _mean_spread(values) -> tuple[float, float, int]:
-    """:func:`mcr2.summary.mean_sd` with the verdict rules' reading of one seed: spread 0, not NaN."""
-    mean, sd, n = mean_sd(values)
-    return mean, sd if math.isfinite(sd) else 0.0, n
+def _finite(values) -> np.ndarray:
+    x = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    return x[np.isfinite(x)]
+
+
+@dataclass(frozen=True)
+class Test:
+    """One comparison a claim rests on, oriented so that +1 supports the claim."""
+
+    name: str  # what is compared, e.g. "MCR² − CE · MNIST"
+    delta: float  # the observed difference (a − b, or mean − bound)
+    t: float  # Welch (or one-sample) t statistic; NaN where no t-test applies
+    p: float  # one-sided p of the direction the test reports (see `lean`)
+    n: tuple[int, ...]  # finite seeds per arm
+    lean: int  # +1 / −1 from the point estimate alone, 0 without values
+    detail: str = ""  # replaces Δ, t, p in the text where no t-test applies (claim 4)
+
+    @property
+    def enough_seeds(self) -> bool:
+        return bool(self.n) and min(self.n) >= MIN_SEEDS
+
+    @property
+    def result(self) -> int:
+        """The lean when it is significant (p < ALPHA) with ≥ MIN_SEEDS finite seeds per arm, else 0."""
+        if not self.enough_seeds or self.lean == 0:
+            return 0
+        if self.detail:  # a count of seeds, no p: decided by the seeds agreeing
+            return self.lean
+        return self.lean if self.p < ALPHA else 0
+
+    def text(self) -> str:
+        seeds = "/".join(map(str, self.n))
+        if self.detail:
+            return f"{self.name}: {self.detail}"
+        if not self.n or min(self.n) == 0:
+            return f"{self.name}: no values"
+        if math.isnan(self.t):
+            return f"{self.name}: Δ = {self.delta:+.3g} (n = {seeds}: no spread, no t-test)"
+        return f"{self.name}: Δ = {self.delta:+.3g}, t = {self.t:.2f}, p = {self.p:.3g} (n = {seeds})"
+
+
+def _welch_t(a: np.ndarray, b: np.ndarray, alternative: str) -> tuple[float, float]:
+    """(t, p) of scipy's one-sided Welch test; exact limits where both arms have no spread or one
+    arm has a single value (Welch needs a variance on each side: t NaN, p 1)."""
+    if len(a) < 2 or len(b) < 2:
+        return math.nan, 1.0
+    va, vb = a.var(ddof=1), b.var(ddof=1)
+    diff = a.mean() - b.mean()
+    if va + vb == 0:  # identical values within each arm
+        if diff == 0:
+            return 0.0, 0.5
+        t = math.copysign(math.inf, diff)
+        return t, 0.0 if (diff > 0) == (alternative == "greater") else 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nearly identical values: scipy warns, the result stands
+        res = stats.ttest_ind(a, b, equal_var=False, alternative=alternative)
+    return float(res.statistic), float(res.pvalue)
+
+
+def welch(a, b, name: str = "a − b") -> Test:
+    """One-sided Welch t-test of mean(a) against mean(b), in the direction of the observed Δ:
+    lean = sign(Δ), p = P(a difference at least this large in that direction | no difference)."""
+    xa, xb = _finite(a), _finite(b)
+    if len(xa) == 0 or len(xb) == 0:
+        return Test(name, math.nan, math.nan, math.nan, (len(xa), len(xb)), 0)
+    delta = float(xa.mean() - xb.mean())
+    lean = 1 if delta > 0 else -1 if delta < 0 else 0
+    t, p = _welch_t(xa, xb, "greater" if delta >= 0 else "less")
+    return Test(name, delta, t, p, (len(xa), len(xb)), lean)
+
+
+def below(values, bound: float, name: str = "mean − bound") -> Test:
+    """One-sided one-sample t-test of mean < bound: lean +1 when the mean is below the bound,
+    −1 above it; p of that direction."""
+    x = _finite(values)
+    if len(x) == 0:
+        return Test(name, math.nan, math.nan, math.nan, (0,), 0)
+    delta = float(x.mean() - bound)
+    lean = 1 if delta < 0 else -1
+    if len(x) < 2:
+        return Test(name, delta, math.nan, 1.0, (1,), lean)
+    sd = x.std(ddof=1)
+    if sd == 0:
+        return Test(name, delta, math.copysign(math.inf, delta) if delta else 0.0, 0.0 if delta else 0.5, (len(x),), lean)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.ttest_1samp(x, bound, alternative="less" if lean > 0 else "greater")
+    return Test(name, delta, float(res.statistic), float(res.pvalue), (len(x),), lean)
+
+
+def equivalent(a, b, tolerance: float, name: str = "|a − b|") -> Test:
+    """"About the same": lean +1 when |Δ| < tolerance, −1 otherwise. p is that of two one-sided
+    Welch tests (TOST, the larger p of Δ > −tol and Δ < tol) for +1, and of the one-sided test
+    |Δ| > tol in the observed direction for −1."""
+    xa, xb = _finite(a), _finite(b)
+    if len(xa) == 0 or len(xb) == 0 or not math.isfinite(tolerance):
+        return Test(name, math.nan, math.nan, math.nan, (len(xa), len(xb)), 0)
+    delta = float(xa.mean() - xb.mean())
+    if abs(delta) < tolerance:
+        t_hi, p_hi = _welch_t(xa - tolerance, xb, "less")  # Δ < tol
+        t_lo, p_lo = _welch_t(xa + tolerance, xb, "greater")  # Δ > −tol
+        t, p = (t_hi, p_hi) if p_hi >= p_lo else (t_lo, p_lo)
+        return Test(name, delta, t, p, (len(xa), len(xb)), 1)
+    shift = tolerance if delta > 0 else -tolerance
+    t, p = _welch_t(xa - shift, xb, "greater" if delta > 0 else "less")
+    return Test(name, delta, t, p, (len(xa), len(xb)), -1)
 
 
 def compare(a, b) -> int:
-    """+1 if a's seeds beat b's beyond the spread, −1 if they fall below it, 0 for a tie.
-
-    Δ = mean(a) − mean(b), spread s = √(sd_a² + sd_b²) (0 with one seed each): +1 if Δ > s,
-    −1 if Δ < −s, else 0. NaN values count as missing; no values at all give 0.
-    """
-    ma, sa, na = _mean_spread(a)
-    mb, sb, nb = _mean_spread(b)
-    if na == 0 or nb == 0:
-        return 0
-    delta, spread = ma - mb, math.hypot(sa, sb)
-    if delta > spread:
-        return 1
-    if delta < -spread:
-        return -1
-    return 0
-
-
-def _within(values, bound: float) -> int:
-    """+1 if the seeds' mean stays ≤ bound even after adding one sd, −1 if it exceeds the bound
-    by more than one sd, 0 in between (or with no values)."""
-    mean, sd, n = _mean_spread(values)
-    if n == 0:
-        return 0
-    if mean + sd <= bound:
-        return 1
-    if mean - sd > bound:
-        return -1
-    return 0
+    """+1 if a's seeds beat b's, −1 if they fall below them, 0 when the seeds cannot tell:
+    the :meth:`Test.result` of :func:`welch` (one-sided Welch p < ALPHA with ≥ MIN_SEEDS finite
+    values each)."""
+    return welch(a, b).result
 
 
 # --------------------------------------------------------------------------- reading records
 
 
 def seed_values(records: dict, name: str, column: str) -> list[float]:
-    """One final value of ``column`` per seed of experiment ``name``."""
+    """One final value of ``column`` per seed of experiment ``name`` (NaN where it has none)."""
     return [final_value(r, column) for r in records.get(name, [])]
 
 
-def digit_cosine(rec) -> tuple[float, float]:
-    """(between, within) cosine similarity of digit pixels from a record's artefacts (Figure 7).
-
-    :func:`mcr2.summary.cosine_summary` of ``cosine_block_sums`` / ``cosine_block_pairs`` over the
+def digit_cosine(rec) -> tuple[float, float, str]:
+    """(between, within, source) mean |cos| of a record's digit pixels (report Figure 7):
+    :func:`mcr2.summary.cosine_summary` of :func:`mcr2.summary.record_cosine_blocks` over the
     digit classes 1..10 (background left out: the masked model learns no feature for it).
-    ``between`` is the mean *absolute* block mean over the 90 off-diagonal blocks, so that
-    positive and negative blocks cannot cancel; ``within`` the mean of the 10 diagonal block
-    means. Blocks without pairs (a class absent from the pixel sample) are skipped.
-    """
-    s = cosine_summary(rec.artefacts["cosine_block_sums"], rec.artefacts["cosine_block_pairs"],
-                       classes=DIGIT_CLASSES, absolute_between=True)
-    return s["between"], s["within"]
+    ``source`` says which pixels (all sampled, or the stored subset of an older record); a record
+    without either (a run that failed before its end) gives NaN, which counts as no seed."""
+    try:
+        blocks = record_cosine_blocks(rec)
+    except KeyError:
+        return math.nan, math.nan, "no feature statistics"
+    s = cosine_summary(blocks.means, DIGIT_CLASSES)
+    return s["between"], s["within"], blocks.describe()
+
+
+@dataclass(frozen=True)
+class MaskingEvents:
+    """What happened to a masked run's switch and its background head (report §2.2.1)."""
+
+    seed: int
+    threshold: float  # the run's switch threshold (loss.mask_threshold)
+    epochs: int  # epochs trained
+    switch_epoch: int | None  # epoch after which MCR² was on; None: the head never reached the threshold
+    collapsed: tuple[int, ...]  # epochs after the switch at which the head called every pixel background
+    final_foreground_acc: float
+
+    @property
+    def mcr2_trained(self) -> bool:
+        """MCR² trained for at least one epoch (a switch after the last epoch trains nothing)."""
+        return self.switch_epoch is not None and self.switch_epoch < self.epochs
+
+    @property
+    def recovered(self) -> bool:
+        return bool(self.collapsed) and self.collapsed[-1] < self.epochs
+
+    def label(self) -> str:
+        """"" for a run that switched and never collapsed, else what went wrong, in words."""
+        if self.switch_epoch is None:
+            return (f"seed {self.seed}: MCR² never switched on (the head never reached {self.threshold:g} "
+                    f"in {self.epochs} epochs): masked MCR² was not trained")
+        if not self.mcr2_trained:
+            return (f"seed {self.seed}: the head reached {self.threshold:g} only after the last epoch "
+                    f"({self.switch_epoch}): masked MCR² was not trained")
+        if not self.collapsed:
+            return ""
+        span = _span(self.collapsed)
+        if self.recovered:
+            return (f"seed {self.seed}: after the switch the head called every pixel background at {span} "
+                    f"(non-background accuracy < {COLLAPSE_ACC:g}), then recovered")
+        return (f"seed {self.seed}: the head collapsed after the switch ({span}) and never recovered: it calls "
+                f"every pixel background, non-background accuracy {self.final_foreground_acc:.3f}")
+
+
+def _span(epochs: tuple[int, ...]) -> str:
+    """"epoch 4", "epochs 4–6", or "epochs 4–6, 9" for runs of consecutive epochs."""
+    groups: list[list[int]] = []
+    for e in epochs:
+        if groups and e == groups[-1][-1] + 1:
+            groups[-1].append(e)
+        else:
+            groups.append([e])
+    text = ", ".join(str(g[0]) if len(g) == 1 else f"{g[0]}–{g[-1]}" for g in groups)
+    return ("epoch " if len(epochs) == 1 else "epochs ") + text
+
+
+def masking_events(rec) -> MaskingEvents:
+    """:class:`MaskingEvents` of a masked run from its record and history."""
+    h = rec.history
+    epochs = int(h["epoch"].max()) if "epoch" in h.columns and len(h) else 0
+    switch = rec.record.get("events", {}).get("mask_switch_epoch")
+    dom = rec.config.data.val_domains[0]
+    fg_col, bg_col = f"{dom}_foreground_acc", f"{dom}_background_acc"
+    collapsed: list[int] = []
+    if switch is not None and fg_col in h.columns:
+        after = h[(h["epoch"] > switch) & pd.to_numeric(h[fg_col], errors="coerce").notna()]
+        for _, row in after.iterrows():
+            all_background = row[fg_col] < COLLAPSE_ACC and (bg_col not in h.columns or row[bg_col] >= 1 - COLLAPSE_ACC)
+            if all_background:
+                collapsed.append(int(row["epoch"]))
+    return MaskingEvents(rec.config.seed, rec.config.loss.mask_threshold, epochs,
+                         None if switch is None else int(switch), tuple(collapsed), final_value(rec, fg_col))
+
+
+def run_notes(records: dict, names) -> list[str]:
+    """What a reader must know about the runs behind a verdict: masked runs in which MCR² never
+    trained or whose head collapsed, and runs without a final value."""
+    notes = []
+    for name in names:
+        for r in records.get(name, []):
+            if r.config.loss.background_mask is not None:
+                label = masking_events(r).label()
+                if label:
+                    notes.append(f"{name} {label}")
+    return notes
 
 
 # --------------------------------------------------------------------------- claims
@@ -129,73 +314,74 @@ class Outcome:
     """What an evaluator found on the given runs."""
 
     our_value: str  # our numbers as text (mean ± sd over seeds when several)
-    leaning: str  # the claim's rule on these runs: "✓" | "✗" | "inconclusive"
-    quantities: dict[str, list[float]] = field(default_factory=dict)  # per-seed values of the report_numbers keys
+    tests: list[Test]  # the comparisons the claim rests on, +1 = supports the claim
+    quantities: dict[str, tuple[str, list[float]]] = field(default_factory=dict)  # key: (experiment, per-seed values)
     gate: str | None = None  # a claim-specific reason that keeps the verdict inconclusive
+
+
+def _rule(signs: list[int]) -> str:
+    """The one rule of every claim: ✓ if every test is +1, ✗ if any is −1, else inconclusive."""
+    if any(s < 0 for s in signs):
+        return "✗"
+    if signs and all(s > 0 for s in signs):
+        return "✓"
+    return "inconclusive"
 
 
 @dataclass(frozen=True)
 class Claim:
-    id: int
+    id: int  # FACTS.md's number
+    label: str  # as the ledger shows it: "1", "2a", ...
     statement: str  # the report's claim (FACTS.md "Claims to check", with the report's section)
     report_value: str  # what the report shows, as read off its figures (FACTS.md "Figures")
     report_numbers: dict[str, float]  # the same as numbers, keyed like Outcome.quantities
     experiments: tuple[str, ...]  # the run records it needs
-    rule: str  # how the leaning is decided, in words
+    rule: str  # what the tests are, in words
     evaluate: Callable[[dict], Outcome]  # records -> Outcome
+    needs_mcr2_on: tuple[str, ...] = ()  # masked experiments whose MCR² must have trained
 
     def __call__(self, records: dict) -> Outcome:
         return self.evaluate(records)
 
 
-def _both_better(cmps: list[int]) -> str:
-    """✓ if every comparison is +1, ✗ if any is −1, inconclusive otherwise."""
-    if any(c < 0 for c in cmps):
-        return "✗"
-    if all(c > 0 for c in cmps):
-        return "✓"
-    return "inconclusive"
-
-
 def _claim1(records) -> Outcome:
-    q = {f"{m} · {d}": seed_values(records, f"cls_digits_{e}", f"{d.lower()}_acc")
+    q = {f"{m} · {d}": (f"cls_digits_{e}", seed_values(records, f"cls_digits_{e}", f"{d.lower()}_acc"))
          for m, e in (("MCR²", "mcr2"), ("CE", "ce")) for d in ("MNIST", "USPS")}
-    cmps = [compare(q[f"MCR² · {d}"], q[f"CE · {d}"]) for d in ("MNIST", "USPS")]
-    text = "; ".join(f"{d}: MCR² {mean_sd_text(q[f'MCR² · {d}'])} vs CE {mean_sd_text(q[f'CE · {d}'])}"
+    tests = [welch(q[f"MCR² · {d}"][1], q[f"CE · {d}"][1], f"MCR² − CE · {d}") for d in ("MNIST", "USPS")]
+    text = "; ".join(f"{d}: MCR² {mean_sd_text(q[f'MCR² · {d}'][1])} vs CE {mean_sd_text(q[f'CE · {d}'][1])}"
                      for d in ("MNIST", "USPS"))
-    return Outcome(text, _both_better(cmps), q)
+    return Outcome(text, tests, q)
 
 
-def _claim2(records) -> Outcome:
-    q = {f"{m} · {d}": seed_values(records, f"cls_mnist_{e}", f"{d.lower()}_acc")
-         for m, e in (("MCR²", "mcr2"), ("CE", "ce")) for d in ("MNIST", "USPS")}
-    c = compare(q["MCR² · USPS"], q["CE · USPS"])
-    leaning = {-1: "✓", 1: "✗", 0: "inconclusive"}[c]
-    text = (f"USPS: MCR² {mean_sd_text(q['MCR² · USPS'])} vs CE {mean_sd_text(q['CE · USPS'])} "
-            f"(MNIST: {mean_sd_text(q['MCR² · MNIST'])} vs {mean_sd_text(q['CE · MNIST'])})")
-    return Outcome(text, leaning, q)
+def _claim2(layout: str) -> Callable[[dict], Outcome]:
+    suffix = "" if layout == "resize" else "_pad"
+
+    def evaluate(records) -> Outcome:
+        q = {f"{m} · {d} [{layout}]": (f"cls_mnist_{e}{suffix}",
+                                       seed_values(records, f"cls_mnist_{e}{suffix}", f"{d.lower()}_acc"))
+             for m, e in (("MCR²", "mcr2"), ("CE", "ce")) for d in ("MNIST", "USPS")}
+        usps = {m: q[f"{m} · USPS [{layout}]"][1] for m in ("MCR²", "CE")}
+        mnist = {m: q[f"{m} · MNIST [{layout}]"][1] for m in ("MCR²", "CE")}
+        tests = [welch(usps["CE"], usps["MCR²"], "CE − MCR² · USPS")]
+        text = (f"USPS: MCR² {mean_sd_text(usps['MCR²'])} vs CE {mean_sd_text(usps['CE'])} "
+                f"(MNIST: {mean_sd_text(mnist['MCR²'])} vs {mean_sd_text(mnist['CE'])})")
+        return Outcome(text, tests, q)
+
+    return evaluate
 
 
 def _claim3(records) -> Outcome:
-    q = {f"{t} · {d}": seed_values(records, e, t)
+    q = {f"{t} · {d}": (e, seed_values(records, e, t))
          for t in ("R", "Rc") for d, e in (("MNIST", "seg_mnist_mcr2"), ("backgrounds", "seg_bg_mcr2"))}
-    rc = compare(q["Rc · backgrounds"], q["Rc · MNIST"])
-    r_bg, r_mn = _mean_spread(q["R · backgrounds"]), _mean_spread(q["R · MNIST"])
-    tol = R_SAME_FRACTION * (r_bg[0] + r_mn[0]) / 2
-    diff, spread = abs(r_bg[0] - r_mn[0]), math.hypot(r_bg[1], r_mn[1])
-    if not (math.isfinite(diff) and math.isfinite(tol)):
-        same = 0
-    elif diff + spread <= tol:
-        same = 1
-    elif diff - spread > tol:
-        same = -1
-    else:
-        same = 0
-    leaning = "✗" if rc < 0 or same < 0 else "✓" if rc > 0 and same > 0 else "inconclusive"
-    text = (f"R {mean_sd_text(q['R · MNIST'], 2)} (MNIST) vs {mean_sd_text(q['R · backgrounds'], 2)} (backgrounds), "
-            f"|ΔR| = {diff:.2f} vs 5 % = {tol:.2f}; "
-            f"Rc {mean_sd_text(q['Rc · MNIST'], 2)} vs {mean_sd_text(q['Rc · backgrounds'], 2)}")
-    return Outcome(text, leaning, q)
+    r_bg, r_mn = q["R · backgrounds"][1], q["R · MNIST"][1]
+    m_bg, m_mn = mean_sd(r_bg)[0], mean_sd(r_mn)[0]
+    tol = R_SAME_FRACTION * (m_bg + m_mn) / 2  # NaN without values: the test then has none either
+    tests = [welch(q["Rc · backgrounds"][1], q["Rc · MNIST"][1], "Rc backgrounds − MNIST"),
+             equivalent(r_bg, r_mn, tol, f"R backgrounds − MNIST within ±{tol:.2f}")]
+    text = (f"R {mean_sd_text(r_mn, 2)} (MNIST) vs {mean_sd_text(r_bg, 2)} (backgrounds), "
+            f"|ΔR| = {abs(m_bg - m_mn):.2f} vs {R_SAME_FRACTION:.0%} = {tol:.2f}; "
+            f"Rc {mean_sd_text(q['Rc · MNIST'][1], 2)} vs {mean_sd_text(q['Rc · backgrounds'][1], 2)}")
+    return Outcome(text, tests, q)
 
 
 def _first_epoch_at(rec, threshold: float) -> float:
@@ -228,19 +414,18 @@ def _claim4(records) -> Outcome:
     recs = records.get("seg_bg_mcr2_masked", [])
     first = [_first_epoch_at(r, REPORT_MASK_THRESHOLD) for r in recs]
     acc5 = [_acc_at_epoch(r, REPORT_MASK_EPOCHS) for r in recs]
-    q = {f"bg-head accuracy at epoch {REPORT_MASK_EPOCHS}": acc5}
-    passed, failed = 0, 0
+    q = {f"bg-head accuracy at epoch {REPORT_MASK_EPOCHS}": ("seg_bg_mcr2_masked", acc5)}
+    decided = []  # per seed: True passed, False failed; a seed that stopped before epoch 5 decides nothing
     for r, e in zip(recs, first):
         if math.isfinite(e) and e <= REPORT_MASK_EPOCHS:
-            passed += 1
+            decided.append(True)
         elif _epochs_run(r) >= REPORT_MASK_EPOCHS:
-            failed += 1  # ran at least 5 epochs and never reached 0.99 by then
-    if recs and passed == len(recs):
-        leaning = "✓"
-    elif recs and failed == len(recs):
-        leaning = "✗"
-    else:
-        leaning = "inconclusive"  # seeds disagree, or a run stopped before epoch 5
+            decided.append(False)
+    passed = sum(decided)
+    lean = 0 if not decided else 1 if passed == len(decided) else -1 if passed == 0 else 0
+    detail = f"{passed} of {len(decided)} seeds reached {REPORT_MASK_THRESHOLD:g} by epoch {REPORT_MASK_EPOCHS}"
+    tests = [Test(f"head ≥ {REPORT_MASK_THRESHOLD:g} by epoch {REPORT_MASK_EPOCHS}", math.nan, math.nan, math.nan,
+                  (len(decided),), lean, detail)]
     reached = ", ".join("never" if not math.isfinite(e) else f"epoch {int(e)}" for e in first) or "n/a"
     thresholds = sorted({r.config.loss.mask_threshold for r in recs})
     switches = ", ".join(str(r.record.get("events", {}).get("mask_switch_epoch")) for r in recs)
@@ -250,155 +435,270 @@ def _claim4(records) -> Outcome:
     if any(t != REPORT_MASK_THRESHOLD for t in thresholds):
         gate = (f"masking threshold {', '.join(f'{t:g}' for t in thresholds)}, not the report's "
                 f"{REPORT_MASK_THRESHOLD:g}: MCR² switched on at another time, so the head trained differently")
-    return Outcome(text, leaning, q, gate)
+    return Outcome(text, tests, q, gate)
 
 
 def _claim5(records) -> Outcome:
-    q = {label: seed_values(records, name, "mnist_foreground_acc")
+    q = {label: (name, seed_values(records, name, "mnist_foreground_acc"))
          for label, name in (("masked MCR²", "seg_bg_mcr2_masked"), ("unmasked MCR²", "seg_bg_mcr2"), ("CE", "seg_bg_ce"))}
-    cmps = [compare(q["masked MCR²"], q["unmasked MCR²"]), compare(q["masked MCR²"], q["CE"])]
-    text = (f"masked {mean_sd_text(q['masked MCR²'])}, unmasked {mean_sd_text(q['unmasked MCR²'])}, "
-            f"CE {mean_sd_text(q['CE'])}")
-    return Outcome(text, _both_better(cmps), q)
+    tests = [welch(q["masked MCR²"][1], q["unmasked MCR²"][1], "masked − unmasked MCR²"),
+             welch(q["masked MCR²"][1], q["CE"][1], "masked MCR² − CE")]
+    text = (f"masked {mean_sd_text(q['masked MCR²'][1])}, unmasked {mean_sd_text(q['unmasked MCR²'][1])}, "
+            f"CE {mean_sd_text(q['CE'][1])}")
+    return Outcome(text, tests, q)
 
 
 def _claim6(records) -> Outcome:
-    blocks = {name: [digit_cosine(r) for r in records.get(name, []) if "cosine_block_sums" in r.artefacts]
-              for name in ("seg_bg_mcr2_masked", "seg_bg_mcr2")}
-    between = [b for b, _ in blocks["seg_bg_mcr2_masked"]]
-    within_m = [w for _, w in blocks["seg_bg_mcr2_masked"]]
-    within_u = [w for _, w in blocks["seg_bg_mcr2"]]
-    near0 = _within(between, COSINE_NEAR_ZERO)
-    brighter = compare(within_m, within_u)
-    leaning = "✗" if near0 < 0 or brighter < 0 else "✓" if near0 > 0 and brighter > 0 else "inconclusive"
-    text = (f"masked: between {mean_sd_text(between)}, within {mean_sd_text(within_m)}; "
-            f"unmasked: between {mean_sd_text([b for b, _ in blocks['seg_bg_mcr2']])}, within {mean_sd_text(within_u)}")
-    q = {"masked · between |cos|": between, "masked · within cos": within_m, "unmasked · within cos": within_u}
-    return Outcome(text, leaning, q)
+    per = {name: [digit_cosine(r) for r in records.get(name, [])] for name in ("seg_bg_mcr2_masked", "seg_bg_mcr2")}
+    between_m = [b for b, _, _ in per["seg_bg_mcr2_masked"]]
+    within_m = [w for _, w, _ in per["seg_bg_mcr2_masked"]]
+    between_u = [b for b, _, _ in per["seg_bg_mcr2"]]
+    within_u = [w for _, w, _ in per["seg_bg_mcr2"]]
+    tests = [below(between_m, COSINE_NEAR_ZERO, f"masked between |cos| − {COSINE_NEAR_ZERO:g}"),
+             welch(within_m, within_u, "within |cos| masked − unmasked")]
+    sources = sorted({s for v in per.values() for _, _, s in v})
+    text = (f"mean |cos| over digit blocks — masked: between {mean_sd_text(between_m)}, within {mean_sd_text(within_m)}; "
+            f"unmasked: between {mean_sd_text(between_u)}, within {mean_sd_text(within_u)}"
+            + (f" (from {'; '.join(sources)})" if sources else ""))
+    q = {"masked · between |cos|": ("seg_bg_mcr2_masked", between_m),
+         "masked · within |cos|": ("seg_bg_mcr2_masked", within_m),
+         "unmasked · between |cos|": ("seg_bg_mcr2", between_u),
+         "unmasked · within |cos|": ("seg_bg_mcr2", within_u)}
+    return Outcome(text, tests, q)
 
 
-_CMP_RULE = "'beats' = the difference of seed means exceeds √(sd_a² + sd_b²), 'loses' = below minus that"
+_TEST_RULE = (f"one-sided Welch t-test on the per-seed final values, p < {ALPHA:g} with ≥ {MIN_SEEDS} finite seeds "
+              f"per arm")
 
-#: The report's claims, in FACTS.md's order.
+#: The report's claims, in FACTS.md's order; claim 2 once per USPS layout.
 CLAIMS: list[Claim] = [
     Claim(
-        1, "Trained on DIGITS, MCR² beats CE on both MNIST and USPS validation (§2.1, Fig. 1a).",
+        1, "1", "Trained on DIGITS, MCR² beats CE on both MNIST and USPS validation (§2.1, Fig. 1a).",
         "MCR² 0.989 MNIST / 0.978 USPS; CE 0.987 / 0.972",
         {"MCR² · MNIST": 0.989, "MCR² · USPS": 0.978, "CE · MNIST": 0.987, "CE · USPS": 0.972},
         ("cls_digits_mcr2", "cls_digits_ce"),
-        f"✓ if MCR² beats CE on both domains, ✗ if it loses on either, else inconclusive ({_CMP_RULE}).",
+        f"MCR² > CE on MNIST and on USPS ({_TEST_RULE}).",
         _claim1,
     ),
     Claim(
-        2, "Trained on MNIST only, MCR² does not generalise to USPS better than CE (§2.1, Fig. 1b).",
-        "USPS: MCR² 0.29 vs CE 0.52 (MNIST: 0.93 vs 0.98)",
-        {"MCR² · MNIST": 0.93, "MCR² · USPS": 0.29, "CE · MNIST": 0.98, "CE · USPS": 0.52},
+        2, "2a", "Trained on MNIST only, MCR² does not generalise to USPS better than CE (§2.1, Fig. 1b); "
+                 "USPS resized into MNIST's 20×20 box (this book's default layout).",
+        "MNIST: MCR² 0.93 vs CE 0.98; USPS: none for this layout (the report's 0.29 vs 0.52 are claim 2b's)",
+        {"MCR² · MNIST [resize]": 0.93, "CE · MNIST [resize]": 0.98},
         ("cls_mnist_mcr2", "cls_mnist_ce"),
-        f"✓ if MCR² loses to CE on USPS (the report's reading: worse), ✗ if it beats CE there, "
-        f"inconclusive for a tie ({_CMP_RULE}).",
-        _claim2,
+        f"CE > MCR² on USPS, the report's reading ({_TEST_RULE}).",
+        _claim2("resize"),
     ),
     Claim(
-        3, "With CIFAR backgrounds, Rc is higher than on plain MNIST while R is about the same (§2.2.1, Fig. 3).",
+        2, "2b", "The same with USPS padded unscaled at a random offset, the authors' layout that produced "
+                 "the report's numbers (§2.1, Fig. 1b).",
+        "USPS: MCR² 0.29 vs CE 0.52 (MNIST: 0.93 vs 0.98)",
+        {"MCR² · MNIST [pad_random]": 0.93, "MCR² · USPS [pad_random]": 0.29,
+         "CE · MNIST [pad_random]": 0.98, "CE · USPS [pad_random]": 0.52},
+        ("cls_mnist_mcr2_pad", "cls_mnist_ce_pad"),
+        f"CE > MCR² on USPS, the report's reading ({_TEST_RULE}).",
+        _claim2("pad_random"),
+    ),
+    Claim(
+        3, "3", "With CIFAR backgrounds, Rc is higher than on plain MNIST while R is about the same (§2.2.1, Fig. 3).",
         "R ≈ 45–46 on both; Rc ≈ 34.5 (MNIST) vs 37.5 (backgrounds)",
         {"R · MNIST": 45.5, "R · backgrounds": 45.5, "Rc · MNIST": 34.5, "Rc · backgrounds": 37.5},
         ("seg_mnist_mcr2", "seg_bg_mcr2"),
-        f"Last epoch's training R and Rc. 'About the same': |ΔR| plus its spread ≤ {R_SAME_FRACTION:.0%} of the "
-        f"mean R; 'different': |ΔR| minus its spread > {R_SAME_FRACTION:.0%}. ✓ if Rc is higher with backgrounds "
-        f"({_CMP_RULE}) and R about the same; ✗ if Rc is lower or R different; else inconclusive.",
+        f"Last epoch's training R and Rc: Rc higher with backgrounds ({_TEST_RULE}) and R the same within "
+        f"±{R_SAME_FRACTION:.0%} of the mean R (two one-sided Welch tests, p < {ALPHA:g}).",
         _claim3,
     ),
     Claim(
-        4, "The background head passes 99 % accuracy within 5 epochs (§2.2.1, Fig. 4).",
+        4, "4", "The background head passes 99 % accuracy within 5 epochs (§2.2.1, Fig. 4).",
         "> 0.99 background accuracy after 5 epochs",
         {f"bg-head accuracy at epoch {REPORT_MASK_EPOCHS}": REPORT_MASK_THRESHOLD},
         ("seg_bg_mcr2_masked",),
-        f"From the per-epoch background-check accuracy (bg_check_acc): ✓ if every seed reaches "
-        f"{REPORT_MASK_THRESHOLD:g} by epoch {REPORT_MASK_EPOCHS}, ✗ if no seed does (having run {REPORT_MASK_EPOCHS} "
-        f"epochs), else inconclusive. Inconclusive as well when the run's masking threshold is not "
-        f"{REPORT_MASK_THRESHOLD:g}.",
+        f"Per-epoch background-check accuracy (bg_check_acc): every seed (≥ {MIN_SEEDS}) reaches "
+        f"{REPORT_MASK_THRESHOLD:g} by epoch {REPORT_MASK_EPOCHS} (✗: no seed does); only with the report's "
+        f"threshold {REPORT_MASK_THRESHOLD:g}.",
         _claim4,
     ),
     Claim(
-        5, "Masked MCR² beats unmasked MCR² and CE on non-background pixel accuracy (§2.2.1, Fig. 5).",
+        5, "5", "Masked MCR² beats unmasked MCR² and CE on non-background pixel accuracy (§2.2.1, Fig. 5).",
         "masked 0.96, unmasked 0.88, CE 0.93",
         {"masked MCR²": 0.96, "unmasked MCR²": 0.88, "CE": 0.93},
         ("seg_bg_mcr2_masked", "seg_bg_mcr2", "seg_bg_ce"),
-        f"Final mnist_foreground_acc. ✓ if masked MCR² beats both, ✗ if it loses to either, else "
-        f"inconclusive ({_CMP_RULE}).",
+        f"Final mnist_foreground_acc: masked > unmasked and masked > CE ({_TEST_RULE}).",
         _claim5,
+        needs_mcr2_on=("seg_bg_mcr2_masked",),
     ),
     Claim(
-        6, "With masking, off-diagonal cosine blocks are near 0 and diagonal blocks nearer 1 than without (§2.3, Fig. 7).",
+        6, "6", "With masking, off-diagonal cosine blocks are near 0 and diagonal blocks nearer 1 than without (§2.3, Fig. 7).",
         "masked: off-diagonal blocks ≈ 0, diagonal brighter than unmasked (read off the heatmaps, no numbers)",
         {},
         ("seg_bg_mcr2_masked", "seg_bg_mcr2"),
-        f"Digit classes only, from the random validation-pixel sample. 'Near 0': the mean |block mean cosine| "
-        f"over the 90 off-diagonal blocks, plus its sd, ≤ {COSINE_NEAR_ZERO:g} ('far': minus its sd > "
-        f"{COSINE_NEAR_ZERO:g}). ✓ if near 0 with masking and the mean diagonal block is higher with masking "
-        f"than without ({_CMP_RULE}); ✗ if far from 0 or lower; else inconclusive.",
+        f"Mean |cos| per class block over the sampled validation pixels, digit classes only: masked "
+        f"between-class mean < {COSINE_NEAR_ZERO:g} (one-sided one-sample t-test) and masked within-class mean "
+        f"> unmasked ({_TEST_RULE}).",
         _claim6,
+        needs_mcr2_on=("seg_bg_mcr2_masked",),
     ),
 ]
+
+
+def claim(label) -> Claim:
+    """The claim whose label (or, for a single-variant claim, id) is ``label``."""
+    for c in CLAIMS:
+        if c.label == str(label):
+            return c
+    raise KeyError(f"no claim {label!r}; claims: {', '.join(c.label for c in CLAIMS)}")
+
+
+def _select(ids) -> list[Claim]:
+    if ids is None:
+        return CLAIMS
+    wanted = [str(i) for i in ids]
+    chosen = [c for c in CLAIMS if c.label in wanted or str(c.id) in wanted]
+    unknown = [w for w in wanted if not any(w in (c.label, str(c.id)) for c in CLAIMS)]
+    if unknown:
+        raise KeyError(f"no claim {', '.join(unknown)}; claims: {', '.join(c.label for c in CLAIMS)}")
+    return chosen
 
 
 # --------------------------------------------------------------------------- the ledger
 
 
-def _gate(claim: Claim, records: dict) -> str | None:
-    """Why this claim's verdict must stay inconclusive on these records, or None."""
+def _profiles(claim: Claim, records: dict) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for n in claim.experiments:
+        for p in sorted({r.config.profile for r in records.get(n, [])}):
+            out.setdefault(p, []).append(n)
+    return out
+
+
+def _gates(claim: Claim, records: dict, outcome: Outcome) -> list[str]:
+    """Why this claim's verdict must stay inconclusive on these records (empty: it need not)."""
     missing = [n for n in claim.experiments if not records.get(n)]
     if missing:
-        return f"no records of {', '.join(missing)}"
+        return [f"no records of {', '.join(missing)}"]
+    why = []
     recs = [r for n in claim.experiments for r in records[n]]
-    incomplete = [r.config.name for r in recs if r.record.get("status") != "complete"]
+    incomplete = sorted({r.config.name for r in recs if r.record.get("status") != "complete"})
     if incomplete:
-        return f"incomplete records of {', '.join(sorted(set(incomplete)))}"
-    profiles = sorted({r.config.profile for r in recs})
-    if profiles != [VERDICT_PROFILE]:
-        return f"{'/'.join(profiles)} scale: the toy runs show a direction, not the report's numbers"
-    seeds = min(len(records[n]) for n in claim.experiments)
+        why.append(f"incomplete records of {', '.join(incomplete)}")
+    profiles = _profiles(claim, records)
+    if len(profiles) > 1:
+        why.append("mixed profiles (" + "; ".join(f"{p}: {', '.join(n)}" for p, n in profiles.items()) + ")")
+    elif list(profiles) != [VERDICT_PROFILE]:
+        why.append(f"{next(iter(profiles))} profile")
+    for name in claim.needs_mcr2_on:
+        untrained = [e.seed for e in map(masking_events, records.get(name, [])) if not e.mcr2_trained]
+        if untrained:
+            why.append(f"MCR² never trained in {name} (seed {', '.join(map(str, untrained))})")
+    seeds = _seeds(outcome)
     if seeds < MIN_SEEDS:
-        return f"{seeds} seed: no seed-to-seed spread to judge a difference against"
-    return None
+        why.append(f"{seeds} seed{'s' if seeds != 1 else ''} (≥ {MIN_SEEDS} per arm needed)")
+    if outcome.gate:
+        why.append(outcome.gate)
+    return why
 
 
-def _seeds(claim: Claim, records: dict) -> int:
-    return min((len(records.get(n, [])) for n in claim.experiments), default=0)
+def _seeds(outcome: Outcome) -> int:
+    """The fewest finite seeds of any arm of any test (NaN values do not count)."""
+    return min((n for t in outcome.tests for n in t.n), default=0)
 
 
-def evaluate_claims(records: dict) -> pd.DataFrame:
-    """The claims ledger: one row per claim of :data:`CLAIMS`.
+def _evaluate(claim: Claim, records: dict) -> dict:
+    outcome = claim(records)
+    gates = _gates(claim, records, outcome)
+    verdict = _rule([t.result for t in outcome.tests])
+    if gates:
+        verdict = "inconclusive"
+    elif verdict == "inconclusive":
+        gates = [f"{t.name}: " + ("the seeds disagree" if t.detail else f"p = {t.p:.3g} ≥ {ALPHA:g}")
+                 for t in outcome.tests if t.result == 0]
+    no_leaning = any(min(t.n, default=0) == 0 for t in outcome.tests) or len(_profiles(claim, records)) > 1
+    profiles = _profiles(claim, records)
+    return {
+        "claim": claim.label,
+        "report statement": claim.statement,
+        "report value": claim.report_value,
+        "our value": outcome.our_value,
+        "seeds": _seeds(outcome),
+        "profile": " + ".join(profiles) or "—",
+        "verdict": verdict,
+        "leaning": "—" if no_leaning else _rule([t.lean for t in outcome.tests]),
+        "tests": "; ".join(t.text() for t in outcome.tests),
+        "why": "; ".join(gates),
+        "runs": "; ".join(run_notes(records, claim.experiments)),
+    }
 
-    Columns: claim, report statement, report value, our value, seeds, verdict (✓ / ✗ /
-    inconclusive), leaning (the claim's rule on these runs, before the gate) and why (the
-    reason the gate kept the verdict inconclusive, empty when it did not).
+
+def evaluate_claims(records: dict, ids=None) -> pd.DataFrame:
+    """The claims ledger: one row per claim of :data:`CLAIMS` (or of the labels/ids in ``ids``).
+
+    Columns: claim (label), report statement, report value, our value, seeds (the fewest finite
+    seeds of any arm), profile, verdict (✓ / ✗ / inconclusive), leaning (the rule on the point
+    estimates; "—" without values or across profiles), tests (Δ, t, p of each test), why (what
+    kept the verdict inconclusive, empty otherwise) and runs (masked runs whose MCR² never
+    trained or whose head collapsed). Every verdict in the book comes from here.
     """
-    rows = []
-    for claim in CLAIMS:
-        outcome = claim(records)
-        gate = _gate(claim, records) or outcome.gate
-        rows.append({
-            "claim": claim.id,
-            "report statement": claim.statement,
-            "report value": claim.report_value,
-            "our value": outcome.our_value,
-            "seeds": _seeds(claim, records),
-            "verdict": "inconclusive" if gate else outcome.leaning,
-            "leaning": outcome.leaning,
-            "why": gate or "",
-        })
-    return pd.DataFrame(rows)
+    rows = [_evaluate(c, records) for c in _select(ids)]
+    return pd.DataFrame(rows, columns=["claim", "report statement", "report value", "our value", "seeds", "profile",
+                                       "verdict", "leaning", "tests", "why", "runs"])
 
 
-def claim_quantities(records: dict) -> pd.DataFrame:
-    """Long table of every number a claim rests on: claim, quantity, report (NaN where the report
-    gives none), ours (mean over seeds), sd (ddof = 1; NaN for one seed), n (seeds)."""
+def claim_quantities(records: dict, ids=None) -> pd.DataFrame:
+    """Long table of every number a claim rests on: claim (id), label, quantity, experiment,
+    profile, report (NaN where the report gives none), ours (mean over finite seeds), sd (ddof = 1;
+    NaN for one seed), n (finite seeds)."""
     rows = []
-    for claim in CLAIMS:
-        outcome = claim(records)
-        for quantity, values in outcome.quantities.items():
+    for c in _select(ids):
+        outcome = c(records)
+        for quantity, (name, values) in outcome.quantities.items():
             mean, sd, n = mean_sd(values)
-            rows.append({"claim": claim.id, "quantity": quantity,
-                         "report": claim.report_numbers.get(quantity, math.nan), "ours": mean, "sd": sd, "n": n})
-    return pd.DataFrame(rows, columns=["claim", "quantity", "report", "ours", "sd", "n"])
+            profile = " + ".join(sorted({r.config.profile for r in records.get(name, [])})) or "—"
+            rows.append({"claim": c.id, "label": c.label, "quantity": quantity, "experiment": name, "profile": profile,
+                         "report": c.report_numbers.get(quantity, math.nan), "ours": mean, "sd": sd, "n": n})
+    return pd.DataFrame(rows, columns=["claim", "label", "quantity", "experiment", "profile", "report", "ours", "sd", "n"])
+
+
+def _verdict_cell(row) -> str:
+    if row["verdict"] != "inconclusive":
+        return row["verdict"]
+    return f"inconclusive (leaning {row['leaning']})"
+
+
+def claims_table(records: dict, ids) -> pd.DataFrame:
+    """A chapter's table of its claims: per number, the report's value, ours (mean ± sd, finite
+    seeds, profile) and the ledger's verdict (on each claim's first row), from
+    :func:`evaluate_claims` and :func:`claim_quantities`."""
+    ledger = evaluate_claims(records, ids).set_index("claim")
+    q = claim_quantities(records, ids)
+    rows, seen = [], set()
+    for _, r in q.iterrows():
+        digits = 2 if abs(r["report"]) >= 2 or (not math.isfinite(r["report"]) and abs(r["ours"]) >= 2) else 3
+        ours = "n/a" if r["n"] == 0 else (f"{r['ours']:.{digits}f}" + (f" ± {r['sd']:.{digits}f}" if r["n"] > 1 else ""))
+        first = r["label"] not in seen
+        seen.add(r["label"])
+        rows.append({
+            "claim": r["label"] if first else "",
+            "quantity": r["quantity"],
+            "report": "—" if not math.isfinite(r["report"]) else f"{r['report']:g}",
+            "ours": ours,
+            "seeds": int(r["n"]),
+            "profile": r["profile"],
+            "verdict": _verdict_cell(ledger.loc[r["label"]]) if first else "",
+        })
+    return pd.DataFrame(rows, columns=["claim", "quantity", "report", "ours", "seeds", "profile", "verdict"])
+
+
+def verdict_text(records: dict, ids) -> str:
+    """The ledger's verdicts on claims ``ids`` as Markdown, one paragraph per claim: verdict,
+    leaning, the tests (Δ, t, p) and what kept it inconclusive, with any run labels."""
+    parts = []
+    for _, row in evaluate_claims(records, ids).iterrows():
+        text = f"**Claim {row['claim']}**: {_verdict_cell(row)}."
+        if row["tests"]:
+            text += f" Tests: {row['tests']}."
+        if row["why"]:
+            text += f" Why not decided: {row['why']}."
+        if row["runs"]:
+            text += f" Runs: {row['runs']}."
+        parts.append(text)
+    return "\n\n".join(parts)

@@ -1,18 +1,24 @@
-"""Numbers of run records: final metrics (mean ± sd over seeds) and the feature-space summary of
-report Figure 7 (block mean cosine similarities), as values and as tables. Plain numpy and pandas,
-no plotting; the chapters, the figures and the claims ledger (:mod:`mcr2.claims`) all use these.
+"""Numbers of run records: final metrics (mean ± sd over seeds), the settings a figure was made
+with, and the feature-space summary of report Figure 7 (mean |cosine similarity| per class
+block), as values and as tables. No plotting; the chapters, the figures and the claims ledger
+(:mod:`mcr2.claims`) all use these.
 
 ``runs`` is a dict ``{label: [RunRecord per seed]}`` throughout.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
+
+from .metrics import cosine_abs_blocks
 
 __all__ = [
     "settings_text",
+    "evaluation_text",
     "mean_sd",
     "format_mean_sd",
     "mean_sd_text",
@@ -20,26 +26,95 @@ __all__ = [
     "final_metric",
     "final_metrics_table",
     "cosine_blocks",
+    "cosine_block_sums",
     "cosine_block_means",
+    "CosineBlocks",
+    "record_cosine_blocks",
     "cosine_summary",
     "cosine_summary_table",
 ]
 
 
-def settings_text(runs: dict) -> str:
-    """The settings a figure was rendered with, for its caption: profile, seeds, epochs and
-    training images, e.g. "profile `smoke`, seed 0, 5 epochs, 300 training images"."""
-    recs = [r for v in runs.values() for r in (v if isinstance(v, (list, tuple)) else [v])]
+def _as_list(records) -> list:
+    return list(records) if isinstance(records, (list, tuple)) else [records]
+
+
+def _by_experiment(runs: dict) -> dict[str, list]:
+    """``{experiment name: [records]}`` from ``{label: records}`` (labels are the chapter's)."""
+    out: dict[str, list] = {}
+    for recs in runs.values():
+        for r in _as_list(recs):
+            out.setdefault(r.config.name, []).append(r)
+    return out
+
+
+def _commit(r) -> str:
+    prov = r.record.get("provenance", {})
+    return (prov.get("git_commit") or "unknown")[:8] + ("+dirty" if prov.get("git_dirty") else "")
+
+
+def _join(values, fmt=str) -> str:
+    return ", ".join(fmt(v) for v in values)
+
+
+def _describe(recs: list) -> str:
+    """profile, seeds, epochs, training images and commit of some records, in words."""
     profiles = sorted({r.config.profile for r in recs})
     seeds = sorted({r.config.seed for r in recs})
     epochs = sorted({r.config.optim.epochs for r in recs})
     images = sorted({r.record.get("data", {}).get("train", {}).get("N") for r in recs} - {None})
-    parts = [f"profile {', '.join(f'`{p}`' for p in profiles)}",
-             f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}",
+    commits = sorted({_commit(r) for r in recs})
+    parts = [f"profile {_join(profiles)}",
+             f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({_join(seeds)})",
              f"{'–'.join(map(str, epochs))} epochs"]
     if images:
         parts.append(f"{'–'.join(f'{n:,}' for n in images)} training images")
+    parts.append(f"commit{'s' if len(commits) > 1 else ''} {_join(commits)}")
     return ", ".join(parts)
+
+
+def evaluation_text(runs: dict) -> str:
+    """How the runs were evaluated, in words: the training images on which BatchNorm statistics
+    are re-estimated before every evaluation and (MCR²) the nearest subspaces are fitted
+    (``EvalConfig.recalibrate_bn``, ``EvalConfig.fit_limit``; the faithfulness appendix lists both)."""
+    groups: dict[tuple, list[str]] = {}
+    for name, recs in _by_experiment(runs).items():
+        r = recs[0]
+        n_train = r.record.get("data", {}).get("train", {}).get("N")
+        limit = r.config.eval.fit_limit
+        if limit is None or (n_train is not None and limit >= n_train):
+            images = "all training images"
+        else:
+            images = f"the first {limit:,} training images"
+        groups.setdefault((r.config.eval.recalibrate_bn, r.config.loss.kind == "mcr2", images), []).append(name)
+    texts = []
+    for (bn, mcr2, images), names in groups.items():
+        what = [w for w, on in (("BatchNorm statistics re-estimated", bn), ("nearest subspaces fitted", mcr2)) if on]
+        if not what:
+            continue
+        text = f"{' and '.join(what)} on {images} before every evaluation"
+        texts.append(text if len(groups) == 1 else f"{', '.join(names)}: {text}")
+    return "; ".join(texts)
+
+
+def settings_text(runs: dict, evaluation: bool = True) -> str:
+    """The settings a figure or table was made with, for its caption: per experiment, the
+    profile, seeds, epochs, training images and the commit that trained it (one clause when all
+    agree, else one per group of experiments), then :func:`evaluation_text` (``evaluation``).
+
+    e.g. "profile paper, 1 seed (0), 30 epochs, 60,000 training images, commit 34eed0b3".
+    """
+    groups: dict[str, list[str]] = {}
+    for name, recs in _by_experiment(runs).items():
+        groups.setdefault(_describe(recs), []).append(name)
+    if len(groups) == 1:
+        text = next(iter(groups))
+    else:
+        text = "; ".join(f"{', '.join(names)}: {desc}" for desc, names in groups.items())
+    if evaluation:
+        ev = evaluation_text(runs)
+        text += f"; {ev}" if ev else ""
+    return text
 
 
 def mean_sd(values) -> tuple[float, float, int]:
@@ -105,15 +180,27 @@ def final_metrics_table(runs: dict, columns: dict, report: dict | None = None, d
 
 # --------------------------------------------------------------------------- feature space (Figure 7)
 #
-# A segmentation run records, over its random sample of validation pixels, the exact block sums
-# ``cosine_block_sums`` / ``cosine_block_pairs``: the sum and the count of the pairwise cosines
-# between pixels of class i and class j, self-pairs excluded. Class 0 is background, c + 1 digit c.
+# Report Figure 7 shows |cos| between random validation pixels sorted by label. Its summary is the
+# mean |cos| per class block (class 0 background, c + 1 digit c), each pixel's similarity with
+# itself left out. The absolute value is taken per pair: a class spread symmetrically over its
+# subspace has signed pair cosines that average to about 0 within and between classes even when
+# every class shares one subspace, so a signed mean can never say "orthogonal".
 
 
-def cosine_blocks(Z, labels, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Block sums and pair counts of the pairwise cosine similarities of Z's rows, per class pair:
-    (k, k) float64 each, self-pairs excluded; the slow, obvious float64 version of what a run
-    records. Z: (m, d); labels: (m,) in [0, k)."""
+def cosine_blocks(Z, labels, num_classes: int) -> torch.Tensor:
+    """(k, k) float64 mean |cosine similarity| between the rows of class i and of class j, each
+    row's similarity with itself excluded, NaN where a block has no pair
+    (:func:`mcr2.metrics.cosine_abs_blocks`, which runs record over all their sampled pixels).
+    Z: (m, d) features (tensor or array; normalised here); labels: (m,) in [0, k)."""
+    Z = Z if isinstance(Z, torch.Tensor) else torch.as_tensor(np.asarray(Z, dtype=np.float64))
+    labels = labels if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    return cosine_abs_blocks(Z, labels, num_classes)
+
+
+def cosine_block_sums(Z, labels, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sums and pair counts of the *signed* pairwise cosines per class block, (k, k) float64 each,
+    self-pairs excluded: what records store as ``cosine_block_sums`` / ``cosine_block_pairs``.
+    Descriptive only (signed means cancel, see above); no summary or verdict reads them."""
     Z = np.asarray(Z, dtype=np.float64)
     Z = Z / np.clip(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12, None)
     labels = np.asarray(labels, dtype=np.int64)
@@ -127,51 +214,95 @@ def cosine_blocks(Z, labels, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cosine_block_means(sums, pairs) -> np.ndarray:
-    """(k, k) mean cosine similarity per class pair (NaN where a block has no pairs)."""
+    """(k, k) signed mean cosine per class pair from :func:`cosine_block_sums` (NaN without pairs)."""
     sums, pairs = np.asarray(sums, dtype=np.float64), np.asarray(pairs, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(pairs > 0, sums / np.where(pairs > 0, pairs, 1), np.nan)
 
 
-def cosine_summary(sums, pairs, classes=None, absolute_between: bool = False) -> dict:
-    """Mean within-class and mean between-class cosine similarity over ``classes`` (default all).
+@dataclass(frozen=True)
+class CosineBlocks:
+    """Mean |cos| per class block of one run, and where it comes from."""
+
+    means: np.ndarray  # (k, k) mean |cos|, NaN where a block has no pair
+    counts: np.ndarray  # (k,) pixels of each class behind it
+    source: str  # "sampled": all the run's sampled pixels; "kept": recomputed from its stored subset
+
+    @property
+    def pixels(self) -> int:
+        return int(self.counts.sum())
+
+    def describe(self) -> str:
+        if self.source == "sampled":
+            return f"all {self.pixels:,} sampled validation pixels"
+        return (f"the {self.pixels:,} stored pixels only (this record predates the mean |cos| over "
+                f"all sampled pixels)")
+
+
+def record_cosine_blocks(rec) -> CosineBlocks:
+    """A segmentation run's :class:`CosineBlocks`: the recorded ``cosine_abs_mean`` over all its
+    sampled validation pixels, or, for records written before that statistic existed,
+    :func:`cosine_blocks` of the feature subset they keep (``feature_sample``), which is
+    smaller (e.g. 2 000 of 25 000 pixels, about 30 per digit at paper scale) and says so."""
+    art = rec.artefacts
+    k = rec.config.num_classes
+    if "cosine_abs_mean" in art:
+        means = np.asarray(art["cosine_abs_mean"], dtype=np.float64)
+        counts = np.asarray(art["cosine_class_counts"], dtype=np.float64)
+        source = "sampled"
+    elif "feature_sample" in art and "feature_labels" in art:
+        labels = np.asarray(art["feature_labels"], dtype=np.int64)
+        means = cosine_blocks(np.asarray(art["feature_sample"], dtype=np.float64), labels, k).numpy()
+        counts = np.bincount(labels, minlength=k).astype(np.float64)
+        source = "kept"
+    else:
+        raise KeyError(f"{rec!r} has neither 'cosine_abs_mean' nor a 'feature_sample': only segmentation "
+                       f"runs record their feature space")
+    pairs = np.outer(counts, counts) - np.diag(counts)
+    means = np.where(pairs > 0, means, np.nan)  # a block without pairs has no mean
+    return CosineBlocks(means, counts, source)
+
+
+def cosine_summary(blocks, classes=None) -> dict:
+    """Mean within-class (diagonal blocks) and between-class (off-diagonal blocks) |cos| over
+    ``classes`` (default all) of a (k, k) block matrix (:func:`cosine_blocks`).
 
     Each class, and each pair of distinct classes, counts once (an unweighted mean of block
-    means), so the background's many pixels do not outweigh the digits. Classes without pairs
-    are skipped. ``absolute_between`` averages |block mean| off the diagonal, so that positive
-    and negative blocks cannot cancel (the claims ledger's "near 0"); otherwise the signed mean.
-    MCR²'s ideal: within → 1, between → 0 (orthogonal class subspaces). Returns
+    means), so the background's many pixels do not outweigh the digits; blocks without pairs
+    are skipped. MCR²'s ideal: between → 0 (orthogonal class subspaces), within high. Returns
     ``{"within": w, "between": b, "gap": w - b, "classes": n}``.
     """
-    means = cosine_block_means(sums, pairs)
+    means = np.asarray(blocks.detach().cpu() if isinstance(blocks, torch.Tensor) else blocks, dtype=np.float64)
     k = means.shape[0]
     classes = np.arange(k) if classes is None else np.asarray(list(classes), dtype=np.int64)
     block = means[np.ix_(classes, classes)]
     diag = np.diag(block)
     off = block[~np.eye(len(classes), dtype=bool)]
-    if absolute_between:
-        off = np.abs(off)
     within = float(np.nanmean(diag)) if np.isfinite(diag).any() else math.nan
     between = float(np.nanmean(off)) if np.isfinite(off).any() else math.nan
     return {"within": within, "between": between, "gap": within - between, "classes": int(np.isfinite(diag).sum())}
 
 
+DIGIT_CLASSES = range(1, 11)  # segmentation classes of the ten digits (0 is background)
+
+
 def cosine_summary_table(runs: dict, digits: int = 3, numeric: bool = False) -> pd.DataFrame:
-    """Report Figure 7 in numbers: per run, mean within-class and between-class cosine similarity
-    (:func:`cosine_summary` of the recorded block sums, signed) over all 11 classes
-    and over the 10 digit classes only; "mean ± sd" over seeds (``numeric=True``: the means as
-    floats)."""
+    """Report Figure 7 in numbers: per run, mean within-class and between-class |cos|
+    (:func:`cosine_summary` of :func:`record_cosine_blocks`) over all 11 classes and over the 10
+    digit classes only; "mean ± sd" over seeds (``numeric=True``: the means as floats), and the
+    pixels behind them."""
     rows, means = [], []
     for label, recs in runs.items():
-        recs = recs if isinstance(recs, (list, tuple)) else [recs]
+        recs = _as_list(recs)
+        blocks = [record_cosine_blocks(r) for r in recs]
         row, mean_row = {"run": label, "seeds": len(recs)}, {"run": label}
-        for scope, classes in (("all", None), ("digits", range(1, 11))):
-            per_seed = [cosine_summary(r.artefacts["cosine_block_sums"], r.artefacts["cosine_block_pairs"], classes)
-                        for r in recs]
-            for key in ("within", "between", "gap"):
+        for scope, classes in (("all", None), ("digits", DIGIT_CLASSES)):
+            per_seed = [cosine_summary(b.means, classes) for b in blocks]
+            for key in ("within", "between"):
                 m, s, _ = mean_sd([p[key] for p in per_seed])
                 row[f"{key} ({scope})"] = format_mean_sd(m, s, digits)
                 mean_row[f"{key} ({scope})"] = m
+        row["pixels"] = "; ".join(sorted({b.describe() for b in blocks}))
         rows.append(row)
         means.append(mean_row)
     return pd.DataFrame(means if numeric else rows).set_index("run")
