@@ -14,6 +14,7 @@ nearest-subspace classifier and add up across devices.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from typing import NamedTuple
 
@@ -43,6 +44,24 @@ class RateReduction(NamedTuple):
     compressive: torch.Tensor  # Rc
     delta_r: torch.Tensor  # ΔR = R − Rc
     loss: torch.Tensor  # Rc − γ·R
+
+
+def _check_scalar(name: str, value, positive: bool) -> None:
+    """Reject a non-finite (or, with ``positive``, a non-positive) ε² or γ before any arithmetic.
+
+    A Python number is checked always; a tensor only on the CPU (reading a CUDA value would cost a
+    host sync on every step, so there the caller's config is the check: see mcr2.config)."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}")
+        if value.is_cuda:
+            return
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or (positive and value <= 0):
+        wants = "a finite number > 0" if positive else "a finite number"
+        raise ValueError(f"{name} must be {wants}, got {value}")
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -94,11 +113,13 @@ def class_statistics(
     """Per-class Gram matrices Σ_{i∈j} w_i z_i z_iᵀ and counts Σ_{i∈j} w_i.
 
     Z: (m, d); labels: (m,) int, values in [0, num_classes) or negative (ignored);
-    weights: optional (m,) non-negative floats or a bool mask (False drops the row).
+    weights: optional (m,) non-negative finite floats or a bool mask (False drops the row); a
+    negative or non-finite weight raises ``ValueError``.
     Returns grams (k, d, d) and counts (k,) in float32 (float64 for float64 input).
 
     Rows are sorted by label once and each class's contiguous block gives its Gram: no k×m×d
-    or k×m×m intermediate. Reading the k block sizes costs one host sync.
+    or k×m×m intermediate. Reading the k block sizes costs one host sync; the weights' check
+    rides on the same transfer (one flag appended to the sizes), so it adds no sync.
     """
     if Z.dim() != 2:
         raise ValueError(f"Z must be (m, d) with samples as rows, got shape {tuple(Z.shape)}")
@@ -124,7 +145,14 @@ def class_statistics(
                 w = weights.detach().to(dtype)
                 keep = keep & (w != 0)
         sizes = torch.bincount(labels[keep], minlength=num_classes)
-        sizes_list = sizes.tolist()  # the one host sync
+        if w is None:
+            sizes_list = sizes.tolist()  # the one host sync
+        else:
+            bad = (~torch.isfinite(w) | (w < 0)).any()  # negative or NaN weights: read with the sizes
+            *sizes_list, bad_weight = torch.cat([sizes, bad.to(sizes.dtype)[None]]).tolist()  # one sync
+            if bad_weight:
+                shown = w[~torch.isfinite(w) | (w < 0)][:3].tolist()
+                raise ValueError(f"weights must be finite and ≥ 0 (0 drops a row), got values such as {shown}")
         if len(sizes_list) > num_classes:
             raise ValueError(f"a label is ≥ num_classes = {num_classes}: {int(labels.max())}")
         # Rows grouped by label, dropped rows last and cut off: (m,) -> (m',)
@@ -151,7 +179,13 @@ def rate_reduction_from_stats(
     eps_sq: float = 0.5,
     gamma: float = 1.0,
 ) -> RateReduction:
-    """MCR² from per-class Grams (k, d, d) and counts (k,); see the module docstring."""
+    """MCR² from per-class Grams (k, d, d) and counts (k,); see the module docstring.
+
+    ``eps_sq`` must be finite and > 0 and ``gamma`` finite (``ValueError`` otherwise): ε² ≤ 0
+    would make every logdet NaN.
+    """
+    _check_scalar("eps_sq", eps_sq, positive=True)
+    _check_scalar("gamma", gamma, positive=False)
     k, d, _ = grams.shape
     m = counts.sum()
     eye = torch.eye(d, dtype=grams.dtype, device=grams.device)
@@ -213,13 +247,16 @@ def rate_reduction(
     """Exact MCR² terms of features Z (m, d) with integer labels (m,).
 
     The caller normalises the rows of Z (the paper puts features on the unit sphere).
-    ``eps_sq`` is ε², the squared precision (0.5 in both the original and the authors' code).
-    ``gamma`` weighs R in the loss Rc − γ·R. ``weights`` (m,) weighs rows (0 = dropped) or is a
-    bool mask; labels < 0 are dropped. Differentiable; float32 inside even under autocast.
+    ``eps_sq`` is ε², the squared precision (0.5 in both the original and the authors' code),
+    finite and > 0. ``gamma`` weighs R in the loss Rc − γ·R. ``weights`` (m,) weighs rows
+    (finite, ≥ 0; 0 = dropped) or is a bool mask; labels < 0 are dropped. Bad values raise
+    ``ValueError`` before any arithmetic. Differentiable; float32 inside even under autocast.
     ``distributed=True``: Z is this rank's share of a batch split across the ranks of ``group``;
     the result is the MCR² of the whole global batch on every rank, and the gradient w.r.t. these
     rows is theirs in the global loss (:func:`all_reduce_statistics`).
     """
+    _check_scalar("eps_sq", eps_sq, positive=True)  # before the statistics: fail fast and cheaply
+    _check_scalar("gamma", gamma, positive=False)
     grams, counts = class_statistics(Z, labels, num_classes, weights)
     if distributed:
         grams, counts = all_reduce_statistics(grams, counts, group)
@@ -237,6 +274,10 @@ class MCR2Loss(nn.Module):
 
     def __init__(self, num_classes: int, eps_sq: float = 0.5, gamma: float = 1.0, distributed: bool = False, group=None):
         super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be an integer ≥ 1, got {num_classes!r}")
+        _check_scalar("eps_sq", eps_sq, positive=True)
+        _check_scalar("gamma", gamma, positive=False)
         self.num_classes = num_classes
         self.eps_sq = eps_sq  # ε²
         self.gamma = gamma  # γ, weight of R in the loss

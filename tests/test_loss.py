@@ -233,3 +233,92 @@ def test_pooled_rows_majority_vote_and_weights():
     Z1, lab1, w1 = pooled_rows(feats, labels.clamp_min(0), 4, 4)
     torch.testing.assert_close(lab1, labels.clamp_min(0).reshape(-1))
     assert (w1 == 1).all()
+
+
+# --------------------------------------------------------------------------- bad input: clear errors
+
+
+@pytest.mark.parametrize("eps_sq", [0.0, -0.5, float("nan"), float("inf"), torch.tensor(0.0)])
+def test_bad_eps_sq_is_an_error_not_nan(eps_sq):
+    """Fault: eps_sq ≤ 0 or NaN gave all-NaN terms (later read as "try a lower optim.lr")."""
+    Z = unit_rows(20, 4, torch.Generator().manual_seed(0))
+    labels = torch.arange(20) % 3
+    with pytest.raises(ValueError, match="eps_sq must be a finite number > 0"):
+        rate_reduction(Z, labels, 3, eps_sq=eps_sq)
+    with pytest.raises(ValueError, match="eps_sq"):
+        MCR2Loss(3, eps_sq=eps_sq)
+    grams, counts = mcr2.class_statistics(Z, labels, 3)
+    with pytest.raises(ValueError, match="eps_sq"):
+        mcr2.rate_reduction_from_stats(grams, counts, eps_sq)
+
+
+def test_bad_gamma_and_num_classes():
+    Z = unit_rows(20, 4, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="gamma must be a finite number"):
+        rate_reduction(Z, torch.arange(20) % 3, 3, gamma=float("nan"))
+    with pytest.raises(TypeError, match="eps_sq must be a number"):
+        rate_reduction(Z, torch.arange(20) % 3, 3, eps_sq="0.5")
+    with pytest.raises(ValueError, match="num_classes"):
+        MCR2Loss(0)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_negative_or_non_finite_weights_are_an_error(bad):
+    """Fault: negative weights gave 0 and NaN weights NaN, without a word."""
+    Z = unit_rows(20, 4, torch.Generator().manual_seed(0))
+    w = torch.ones(20)
+    w[5] = bad
+    with pytest.raises(ValueError, match=r"weights must be finite and ≥ 0"):
+        rate_reduction(Z, torch.arange(20) % 3, 3, weights=w)
+    with pytest.raises(ValueError, match="weights"):
+        MCR2Loss(3)(Z, torch.arange(20) % 3, weights=w)
+    # a bool mask and zero weights stay valid
+    rate_reduction(Z, torch.arange(20) % 3, 3, weights=w.isfinite() & (w >= 0))
+    rate_reduction(Z, torch.arange(20) % 3, 3, weights=torch.where(w.isfinite() & (w >= 0), w, 0.0))
+
+
+def test_nearest_subspace_fitted_on_nothing_is_an_error():
+    """Fault: with every class empty it predicted class 0 everywhere (its docstring says never)."""
+    Z = unit_rows(30, 8, torch.Generator().manual_seed(0))
+    ns = NearestSubspace(2).partial_fit(Z, torch.full((30,), -1), 3)
+    with pytest.raises(ValueError, match="all 3 classes are empty"):
+        ns.finalize()
+    with pytest.raises(ValueError, match="all 3 classes are empty"):
+        ns.predict(Z)
+
+
+def test_nearest_subspace_non_finite_rows_are_an_error():
+    """Fault: a NaN row was predicted as class 0; NaN training features poisoned every basis."""
+    g = torch.Generator().manual_seed(12)
+    Z, labels = subspace_data(k=3, d=8, r=2, n=20, noise=0.05, g=g)
+    clf = NearestSubspace(2).fit(Z, labels, 3)
+    probe = Z.clone()
+    probe[4, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"1 row\(s\) holding NaN or inf \(first: row 4\)"):
+        clf.predict(probe)
+    bad = Z.clone()
+    bad[25] = float("inf")  # a row of class 1
+    with pytest.raises(ValueError, match=r"non-finite features .* classes \[1\]"):
+        NearestSubspace(2).fit(bad, labels, 3)
+
+
+def test_nearest_subspace_wrong_shape_names_the_expected_one():
+    """Fault: predict on a wrong shape crashed inside a matmul."""
+    g = torch.Generator().manual_seed(13)
+    Z, labels = subspace_data(k=3, d=8, r=2, n=20, noise=0.05, g=g)
+    clf = NearestSubspace(2).fit(Z, labels, 3)
+    for wrong in (Z[:, :5], Z[0], Z[None]):
+        with pytest.raises(ValueError, match=r"Z must be \(m, 8\)"):
+            clf.predict(wrong)
+    with pytest.raises(ValueError, match="n_components must be an integer"):
+        NearestSubspace(2.5)
+
+
+def test_nearest_subspace_warns_when_a_class_has_fewer_samples_than_r():
+    """Fault: n_components larger than a class's sample count passed silently."""
+    g = torch.Generator().manual_seed(14)
+    Z, labels = subspace_data(k=3, d=8, r=2, n=20, noise=0.05, g=g)
+    keep = torch.cat([torch.arange(40), torch.tensor([40, 41])])  # class 2 keeps 2 samples
+    with pytest.warns(UserWarning, match=r"classes \[2\] have fewer samples \(2\) than n_components = 3"):
+        clf = NearestSubspace(3).fit(Z[keep], labels[keep], 3)
+    assert clf.predict(Z).shape == (60,)  # still usable
