@@ -35,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import BACKGROUNDS, DOMAINS, USPS_LAYOUTS  # the choices, defined once with the config
+
 __all__ = [
     "MASK_THRESHOLD",
     "NUM_SEGMENTATION_CLASSES",
@@ -45,6 +47,7 @@ __all__ = [
     "DataNotFoundError",
     "DataCorruptError",
     "data_root",
+    "check_data_root",
     "digits",
     "segmentation",
     "DigitsDataset",
@@ -55,10 +58,7 @@ __all__ = [
 
 MASK_THRESHOLD = 0.3  # a pixel belongs to the digit where its intensity (in [0, 1]) is >= this
 NUM_SEGMENTATION_CLASSES = 11  # background (0) + digits 0..9 (classes 1..10)
-DOMAINS = ("mnist", "usps", "digits")
 SPLITS = ("train", "test")
-BACKGROUNDS = (None, "cifar100", "cifar10")
-USPS_LAYOUTS = ("resize", "pad_random")
 DOMAIN_NAMES = ("mnist", "usps")  # index = value of a dataset's .domain
 
 # Expected sizes of the real files; checked on load (tests with tiny fixtures patch these).
@@ -120,6 +120,36 @@ def _resolve_root(root=None) -> tuple[Path, str, list[Path]]:
 def data_root(root=None) -> Path:
     """The data folder: ``root`` if given, else ``$MCR2_DATA``, else ``<repo>/data``."""
     return _resolve_root(root)[0]
+
+
+def check_data_root(root=None, *, domains=("mnist", "usps"), backgrounds=("cifar100",)) -> Path:
+    """The data root, after checking that the files of ``domains`` and ``backgrounds`` are there.
+
+    Cheap (file presence only, contents are checked on load): run it before any work starts, so
+    a missing root fails at once with one :class:`DataNotFoundError` that lists every missing file,
+    the folders searched and the fix. ``domains``: any of :data:`DOMAINS`; ``backgrounds``:
+    "cifar100" (``cifar-100-python/`` or ``cifar100_images.npz``) and/or "cifar10".
+    """
+    path, how, searched = _resolve_root(root)
+    for d in domains:
+        _check_choice("domain", d, DOMAINS)
+    for b in backgrounds:
+        _check_choice("background", b, BACKGROUNDS)
+    need_mnist = any(d in ("mnist", "digits") for d in domains)
+    need_usps = any(d in ("usps", "digits") for d in domains)
+    missing = [f for f in MNIST_FILES if need_mnist and not (path / f).is_file()]
+    missing += [f for f in USPS_FILES.values() if need_usps and not (path / f).is_file()]
+    if "cifar100" in backgrounds and not ((path / CIFAR100_DIR).is_dir() or (path / CIFAR100_NPZ).is_file()):
+        missing.append(f"{CIFAR100_NPZ} (or {CIFAR100_DIR}/)")
+    if "cifar10" in backgrounds and not (path / CIFAR10_DIR).is_dir():
+        missing.append(f"{CIFAR10_DIR}/")
+    if missing:
+        state = "does not exist" if not path.is_dir() else f"lacks {', '.join(missing)}"
+        raise DataNotFoundError(
+            f"data root {path} (chosen by {how}) {state}. Searched: {', '.join(str(s) for s in searched)}. "
+            + _FIX
+        )
+    return path
 
 
 def _not_found(dataset: str, files, root) -> DataNotFoundError:
@@ -249,6 +279,11 @@ def _usps_cached(file: str, split: str, _sig) -> tuple[torch.Tensor, torch.Tenso
     if not np.all(np.isin(labels, np.arange(10))):
         raise _corrupt("USPS", path, "labels outside 1..10")
     values = rows[:, 2::2]
+    finite = np.isfinite(values)
+    if not finite.all():  # min()/max() of an array holding NaN is NaN, and NaN fails no comparison
+        row, col = np.argwhere(~finite)[0]
+        raise _corrupt("USPS", path, f"pixel value {values[row, col]} (row {row + 1}, feature {col + 1}); "
+                       f"{int((~finite).sum())} values are not finite numbers")
     if values.min() < -1 - 1e-6 or values.max() > 1 + 1e-6:
         raise _corrupt("USPS", path, "pixel values outside [-1, 1]")
     pixels = ((values + 1) / 2).clip(0, 1).astype(np.float32).reshape(n, 16, 16)  # row-major

@@ -137,6 +137,46 @@ def test_wrong_count_is_corrupt(fake_root, monkeypatch):
         D.digits("usps", "train", root=root)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_usps_non_finite_values_name_the_file(fake_root, bad):
+    """Fault: USPS values of ``nan`` loaded as NaN pixels (min/max of NaN pass every comparison)."""
+    root, truth = fake_root
+    vals, labs = truth["test"]["usps"]
+    vals = vals.copy()
+    vals[2, 6] = bad  # written as "7:nan" / "7:inf" / "7:-inf" on the third line
+    (root / "usps.t.bz2").write_bytes(bz2.compress(_usps_text(vals, labs).encode()))
+    D._usps_cached.cache_clear()
+    with pytest.raises(D.DataCorruptError, match=r"usps\.t\.bz2") as e:
+        D.digits("usps", "test", root=root)
+    assert "row 3, feature 7" in str(e.value) and "not finite" in str(e.value)
+
+
+def test_check_data_root_lists_what_is_missing(fake_root, tmp_path_factory, monkeypatch):
+    root, _ = fake_root
+    assert D.check_data_root(root) == root.resolve()
+    assert D.check_data_root(root, domains=("digits",), backgrounds=()) == root.resolve()
+    (root / "usps.bz2").unlink()
+    with pytest.raises(D.DataNotFoundError, match=r"lacks usps\.bz2") as e:
+        D.check_data_root(root)
+    assert "MCR2_DATA" in str(e.value)
+    assert D.check_data_root(root, domains=("mnist",)) == root.resolve()  # USPS not needed
+    with pytest.raises(D.DataNotFoundError, match="cifar-10-batches-py"):
+        D.check_data_root(root, domains=("mnist",), backgrounds=("cifar10",))
+    missing = tmp_path_factory.mktemp("empty") / "nowhere"
+    monkeypatch.setenv("MCR2_DATA", str(missing))
+    with pytest.raises(D.DataNotFoundError, match="does not exist") as e:
+        D.check_data_root()
+    assert "chosen by MCR2_DATA" in str(e.value)
+    with pytest.raises(ValueError, match="domain"):
+        D.check_data_root(root, domains=("svhn",))
+
+
+def test_data_choices_are_the_config_choices():
+    from mcr2 import config
+
+    assert (D.DOMAINS, D.BACKGROUNDS, D.USPS_LAYOUTS) == (config.DOMAINS, config.BACKGROUNDS, config.USPS_LAYOUTS)
+
+
 # --------------------------------------------------------------------------- classification
 
 
