@@ -13,7 +13,6 @@ import torch
 
 import mcr2.data
 import mcr2.engine
-import mcr2.paper
 import mcr2.records
 from mcr2.cli import build_parser, main
 
@@ -97,6 +96,8 @@ def test_paper_profile_without_cuda_refuses_with_commands_the_cli_accepts(capsys
     for command in commands:  # each suggested command parses (none says --profile custom)
         args, rest = build_parser().parse_known_args(command.replace("SECONDS", "60").split()[3:])
         if args.command == "paper":
+            import mcr2.paper
+
             paper_parser = argparse.ArgumentParser()
             mcr2.paper.add_arguments(paper_parser)
             assert paper_parser.parse_args(rest).budget == 60
@@ -143,6 +144,8 @@ def test_unwritable_runs_dir_is_refused_before_training(capsys, tmp_path, no_dat
 
 
 def test_paper_subcommand_dispatches_to_mcr2_paper(monkeypatch):
+    import mcr2.paper
+
     seen = {}
 
     def fake_main(args):
