@@ -27,12 +27,22 @@ from torch.nn.parallel import DistributedDataParallel
 from . import data as mcr2_data
 from .config import CODE_VERSION, Experiment, config_key
 from .loss import MCR2Loss, pooled_rows, rate_reduction
-from .metrics import binary_accuracy, confusion_matrix, segmentation_scores
+from .metrics import binary_accuracy, confusion_matrix, cosine_abs_blocks, segmentation_scores
 from .models import ClassifierHead, ResNet18Features, UNet
-from .records import RunRecord, default_runs_dir, find_record, load_record, provenance, record_dir, write_record
+from .records import (
+    RunRecord,
+    check_runs_dir,
+    default_runs_dir,
+    find_record,
+    load_record,
+    provenance,
+    record_dir,
+    record_lock,
+    write_record,
+)
 from .subspace import NearestSubspace
 
-__all__ = ["run", "run_all", "TrainingDiverged", "RecordMissing", "resolve_device", "background_check"]
+__all__ = ["run", "run_all", "profile_plan", "TrainingDiverged", "RecordMissing", "resolve_device", "background_check"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -61,8 +71,11 @@ def run(
     """The run record of ``exp``: loaded when a complete one exists, else trained and written.
 
     runs_dir: where records live (default :func:`~mcr2.records.default_runs_dir` of the profile).
-    retrain: train even if a complete record exists (it is replaced).
+    retrain: train even if a complete record exists (it is replaced only once the new one is
+    complete; a failed or interrupted retrain leaves it as it was).
     train_if_missing: False raises :class:`RecordMissing` instead of training.
+    Training holds the record's lock (:func:`~mcr2.records.record_lock`): a second process asking
+    for the same run waits, then loads the record the first one wrote.
     progress: "bar" (tqdm per epoch), "lines" (one line per epoch), "off", or "auto"
     (bar in a terminal or a live notebook, lines otherwise).
     """
@@ -72,13 +85,24 @@ def run(
         if found is not None:
             return found
     if not train_if_missing:
+        how = (f"`python -m mcr2 paper --budget SECONDS` (or `python -m mcr2 run {exp.name} --profile paper "
+               f"--seeds {exp.seed}`) on a machine with a GPU" if exp.profile == "paper" else
+               f"`python -m mcr2 run {exp.name} --profile smoke --seeds {exp.seed}` (with `--set FIELD=JSON` "
+               f"for each field this config changes)")
         raise RecordMissing(
             f"no complete record of {exp.name} (seed {exp.seed}, profile {exp.profile}) in {runs_dir} "
-            f"(expected {record_dir(exp, runs_dir)}). Train it with "
-            f"`python -m mcr2 run {exp.name} --profile {exp.profile} --seed {exp.seed}` on a machine "
-            f"with a GPU, or render the smoke profile."
+            f"(expected {record_dir(exp, runs_dir)}). Train it with {how}, or render the smoke profile."
         )
-    return _Trainer(exp, runs_dir, resolve_device(device), progress).train()
+    check_runs_dir(runs_dir)  # an unwritable folder is found now, not after the training
+    if dist.is_available() and dist.is_initialized():
+        # Every rank must train together: rank 0 alone writes (and its lock guards the write).
+        return _Trainer(exp, runs_dir, resolve_device(device), progress).train()
+    with record_lock(exp, runs_dir):
+        if not retrain:
+            found = find_record(exp, runs_dir)  # made by another process while this one waited
+            if found is not None:
+                return found
+        return _Trainer(exp, runs_dir, resolve_device(device), progress).train()
 
 
 def run_all(
@@ -95,24 +119,62 @@ def run_all(
 ) -> dict[str, list[RunRecord]]:
     """Records of several experiments × seeds: ``{name: [record per seed]}``.
 
+    profile: "smoke", "paper", or "auto": each experiment at the paper profile where complete
+    paper records of it exist (or CUDA is here to train them), else at the smoke profile
+    (:func:`profile_plan` says which, per experiment). Each record's ``config.profile`` tells.
     seeds: default :data:`~mcr2.experiments.PROFILE_SEEDS` of the profile. train_if_missing:
     default True, except for the paper profile without CUDA, where a missing record raises
     :class:`RecordMissing` rather than starting a GPU-scale run on a CPU.
     overrides: dotted fields changed in every experiment (e.g. ``**{"optim.epochs": 2}``).
     """
-    from .experiments import PROFILE_SEEDS, experiment
+    from .experiments import experiment
 
-    seeds = PROFILE_SEEDS[profile] if seeds is None else list(seeds)
-    if train_if_missing is None:
-        train_if_missing = profile != "paper" or resolve_device(device).type == "cuda"
+    plan = profile_plan(names, profile, seeds, runs_dir=runs_dir, device=device, **overrides)
     out: dict[str, list[RunRecord]] = {}
-    for name in names:
+    for name, (prof, prof_seeds) in plan.items():
+        train = train_if_missing
+        if train is None:
+            train = prof != "paper" or resolve_device(device).type == "cuda"
         out[name] = [
-            run(experiment(name, profile, seed, **overrides), runs_dir, retrain=retrain,
-                train_if_missing=train_if_missing, device=device, progress=progress)
-            for seed in seeds
+            run(experiment(name, prof, seed, **overrides), runs_dir, retrain=retrain,
+                train_if_missing=train, device=device, progress=progress)
+            for seed in prof_seeds
         ]
     return out
+
+
+def profile_plan(
+    names: list[str],
+    profile: str = "auto",
+    seeds: list[int] | None = None,
+    *,
+    runs_dir: str | Path | None = None,
+    device=None,
+    **overrides,
+) -> dict[str, tuple[str, list[int]]]:
+    """Which profile and seeds :func:`run_all` renders per experiment: ``{name: (profile, seeds)}``.
+
+    For "auto": ("paper", the seeds with a complete paper record) where there is at least one
+    such record and no CUDA, ("paper", all paper seeds) with CUDA, else ("smoke", smoke seeds).
+    ``seeds`` narrows the seeds considered. Nothing is trained or loaded beyond record.json.
+    """
+    from .experiments import PROFILE_SEEDS, experiment
+
+    if profile not in ("auto", *PROFILE_SEEDS):
+        raise ValueError(f"profile must be 'auto' or one of {', '.join(PROFILE_SEEDS)}, got {profile!r}")
+    plan: dict[str, tuple[str, list[int]]] = {}
+    for name in names:
+        if profile != "auto":
+            plan[name] = (profile, PROFILE_SEEDS[profile] if seeds is None else list(seeds))
+            continue
+        wanted = PROFILE_SEEDS["paper"] if seeds is None else list(seeds)
+        if resolve_device(device).type == "cuda":
+            plan[name] = ("paper", wanted)
+            continue
+        have = [s for s in wanted
+                if find_record(experiment(name, "paper", s, **overrides), runs_dir or default_runs_dir("paper"))]
+        plan[name] = ("paper", have) if have else ("smoke", PROFILE_SEEDS["smoke"] if seeds is None else list(seeds))
+    return plan
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,9 +240,16 @@ def _fmt(x) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
 
 
+#: On CUDA, let cuDNN time its convolution algorithms once per shape and keep the fastest: the
+#: batch shapes of a run are fixed, so the timing pays back within the first epoch.
+CUDNN_BENCHMARK = True
+
+
 class _Trainer:
     def __init__(self, exp: Experiment, runs_dir: Path, device: torch.device, progress: str):
         self.exp, self.runs_dir, self.device = exp, runs_dir, device
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = CUDNN_BENCHMARK
         self.progress = _Progress(progress, exp)
         self.seg = exp.data.task == "segmentation"
         self.k = exp.num_classes
@@ -426,6 +495,9 @@ class _Trainer:
             labels.append(Y.flatten(1)[img[chunk], pix[chunk]])
         Z = F.normalize(torch.cat(feats), dim=1)
         labels = torch.cat(labels)
+        # Mean |cos| per class block over every sampled pixel (Figure 7, the claims ledger).
+        art["cosine_abs_mean"] = cosine_abs_blocks(Z, labels, self.k).cpu().numpy()
+        art["cosine_class_counts"] = torch.bincount(labels, minlength=self.k).cpu().numpy()
         sums = torch.zeros(self.k, Z.shape[1], device=self.device).index_add_(0, labels, Z)
         counts = torch.bincount(labels, minlength=self.k).double()
         block_sums = (sums @ sums.T).double()
@@ -435,7 +507,7 @@ class _Trainer:
         art["cosine_block_sums"] = block_sums.cpu().numpy()
         art["cosine_block_pairs"] = pairs.cpu().numpy()
         keep = min(self.exp.eval.feature_keep, count)
-        art["feature_sample"] = Z[:keep].cpu().numpy().astype(np.float16)
+        art["feature_sample"] = Z[:keep].cpu().numpy()  # stored as int8 (records.FEATURE_SAMPLE_SCALE)
         art["feature_labels"] = labels[:keep].cpu().numpy().astype(np.uint8)
         self.modules.train()
         return art

@@ -15,6 +15,7 @@ __all__ = [
     "segmentation_scores",
     "binary_accuracy",
     "classification_accuracy",
+    "cosine_abs_blocks",
 ]
 
 
@@ -95,3 +96,30 @@ def classification_accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
     if pred.shape != labels.shape:
         raise ValueError(f"pred {tuple(pred.shape)} does not match labels {tuple(labels.shape)}")
     return float((pred == labels).float().mean())
+
+
+def cosine_abs_blocks(Z: torch.Tensor, labels: torch.Tensor, num_classes: int, chunk: int = 2048) -> torch.Tensor:
+    """(k, k) float64 mean |cosine similarity| between the rows of class i and of class j (report
+    Figure 7), each row's similarity with itself excluded; NaN where a block has no pair.
+
+    The absolute value is taken per pair, so a class spread symmetrically over its subspace cannot
+    average to "orthogonal" (a signed mean of such pairs is ≈ 0 even for identical subspaces).
+    Z: (m, d) features, rows normalised here; labels: (m,) in [0, k). Exact over all m² pairs,
+    in row chunks of ``chunk`` × m similarities (no m × m matrix is held).
+    """
+    if Z.dim() != 2 or labels.shape != Z.shape[:1]:
+        raise ValueError(f"Z must be (m, d) and labels (m,), got {tuple(Z.shape)} and {tuple(labels.shape)}")
+    k = num_classes
+    Z = torch.nn.functional.normalize(Z.float(), dim=1)
+    labels = labels.to(Z.device).long()
+    onehot = torch.nn.functional.one_hot(labels, k).to(Z.dtype)  # (m, k)
+    sums = torch.zeros(k, k, dtype=torch.float64, device=Z.device)
+    for start in range(0, Z.shape[0], chunk):
+        rows = slice(start, start + chunk)
+        per_row = (Z[rows] @ Z.T).abs() @ onehot  # (c, m) -> (c, k): Σ_j∈class |cos| per row
+        sums.index_add_(0, labels[rows], per_row.double())
+    self_sims = torch.zeros(k, dtype=torch.float64, device=Z.device).index_add_(0, labels, (Z * Z).sum(1).double())
+    sums -= torch.diag(self_sims)  # |cos(z, z)| = ‖z‖² = 1 per row (0 for a zero row)
+    counts = onehot.sum(0).double()
+    pairs = torch.outer(counts, counts) - torch.diag(counts)
+    return torch.where(pairs > 0, sums / pairs.clamp_min(1), torch.full_like(sums, math.nan))

@@ -1,23 +1,31 @@
 """Run records: one folder per run, written atomically, readable without the code that wrote it.
 
-A record folder holds
+A record folder ``<runs_dir>/<name>/seed<seed>-<key>/`` holds
   ``record.json``     status ("complete" | "failed"), the resolved config, its key, provenance
                       (git commit and dirty flag, library versions, device, wall time, data
                       sources), the summary metrics and events (e.g. the epoch masking switched on);
   ``history.csv``     one row per epoch (losses, R, Rc, ΔR, validation metrics);
-  ``steps.csv``       one row per training step (loss, R, Rc, ΔR);
+  ``steps.npz``       one entry per column of the per-step series (epoch, step, loss, R, Rc,
+                      delta_r, mcr2_on), float32 as trained, compressed (older records: ``steps.csv``);
   ``artefacts.npz``   small arrays the figures need (loaded with ``allow_pickle=False``).
-No pickle anywhere. A run is written into a temporary sibling folder and renamed into place
-when complete, so an interrupted run never leaves a folder that reads as complete.
+No pickle anywhere. A run is written into a temporary sibling folder and renamed into place when
+complete, under a per-record lock (:func:`record_lock`), so two processes never write the same
+record, an interrupted run never leaves a folder that reads as complete, and a complete record is
+only ever replaced by a complete one. Loading checks what it reads (:class:`RecordCorrupt` names
+the folder and the way out).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import math
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +35,35 @@ import pandas as pd
 
 from .config import Experiment, config_key, experiment_from_dict
 
-__all__ = ["RunRecord", "records_table", "record_dir", "find_record", "load_record", "write_record", "provenance", "default_runs_dir"]
+__all__ = [
+    "RunRecord",
+    "RecordCorrupt",
+    "records_table",
+    "record_dir",
+    "record_lock",
+    "find_record",
+    "load_record",
+    "write_record",
+    "check_runs_dir",
+    "provenance",
+    "default_runs_dir",
+]
 
 _REPO = Path(__file__).resolve().parent.parent
+#: int8 quantisation of the unit-norm feature sample (Figure 7's heatmap): |error| ≤ 1/254 per
+#: component, a quarter of the float32 size; the cosine statistics themselves are exact float64.
+FEATURE_SAMPLE_SCALE = 1.0 / 127.0
+
+
+class RecordCorrupt(RuntimeError):
+    """A record folder that cannot be read as a record; the message names it and the way out."""
+
+    def __init__(self, path: Path, problem: str):
+        self.path = Path(path)
+        super().__init__(
+            f"run record {self.path} is unreadable: {problem}. It was not modified. To recover, move the "
+            f"folder aside (or delete it) and train the run again, e.g. with retrain=True / `--retrain`."
+        )
 
 
 def default_runs_dir(profile: str) -> Path:
@@ -44,6 +78,60 @@ def default_runs_dir(profile: str) -> Path:
 def record_dir(exp: Experiment, runs_dir: Path) -> Path:
     """``<runs_dir>/<name>/seed<seed>-<key>``: the name and seed for people, the key for identity."""
     return Path(runs_dir) / exp.name / f"seed{exp.seed}-{config_key(exp)}"
+
+
+def check_runs_dir(runs_dir: Path) -> Path:
+    """Create ``runs_dir`` if needed and prove it writable now, before any training is spent."""
+    runs_dir = Path(runs_dir)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        probe = runs_dir / f".write-probe-{uuid.uuid4().hex[:8]}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(
+            f"cannot write run records into {runs_dir} ({type(err).__name__}: {err.strerror or err}); "
+            f"pick a writable folder (runs_dir=..., `--runs-dir`, or $MCR2_RUNS) before training"
+        ) from err
+    return runs_dir
+
+
+@contextlib.contextmanager
+def record_lock(exp: Experiment, runs_dir: Path, wait: bool = True):
+    """Exclusive lock of one record (``flock`` on a hidden file beside it; released when the
+    process ends, however it ends). Yields True when held; with ``wait=False`` yields False at
+    once if another process holds it. Inside it, stale temporary folders of the record are
+    removed and a record left half-replaced by a killed writer is restored."""
+    final = record_dir(exp, runs_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = final.parent / f".{final.name}.lock"
+    with open(lock_path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            _tidy(final)
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _siblings(final: Path, prefix: str) -> list[Path]:
+    return sorted(final.parent.glob(f"{prefix}-{final.name}-*"))
+
+
+def _tidy(final: Path) -> None:
+    """Under the lock: restore a record whose replacement was interrupted, drop leftovers."""
+    olds = _siblings(final, ".old")
+    if not (final / "record.json").exists() and olds:
+        if final.exists():
+            shutil.rmtree(final)
+        olds[-1].rename(final)  # the complete record that was being replaced
+        olds = olds[:-1]
+    for leftover in olds + _siblings(final, ".tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 @dataclass
@@ -69,57 +157,170 @@ class RunRecord:
         return f"RunRecord({self.config.name!r}, seed={self.config.seed}, profile={self.config.profile!r}, status={self.status!r}, path={str(self.path)!r})"
 
 
-def load_record(path: Path) -> RunRecord:
-    path = Path(path)
-    record = json.loads((path / "record.json").read_text())
-    history, steps = _read_table(path / "history.csv"), _read_table(path / "steps.csv")
-    artefacts = {}
-    if (path / "artefacts.npz").exists():
-        with np.load(path / "artefacts.npz", allow_pickle=False) as npz:
-            artefacts = {k: npz[k] for k in npz.files}
-    return RunRecord(path, experiment_from_dict(record["config"]), record, history, steps, artefacts)
-
-
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_json(path: Path) -> dict:
+    folder = path.parent
     try:
-        return pd.read_csv(path)
-    except (FileNotFoundError, pd.errors.EmptyDataError):  # a run that failed before its first epoch
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecordCorrupt(folder, "record.json is missing") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RecordCorrupt(folder, f"record.json is not valid JSON ({err})") from None
+    if not isinstance(record, dict):
+        raise RecordCorrupt(folder, f"record.json holds a {type(record).__name__}, not an object")
+    for key in ("status", "config"):
+        if key not in record:
+            raise RecordCorrupt(folder, f"record.json has no {key!r}")
+    return record
+
+
+def _read_steps(path: Path) -> pd.DataFrame:
+    if (path / "steps.npz").exists():
+        try:
+            with np.load(path / "steps.npz", allow_pickle=False) as npz:
+                return pd.DataFrame({k: npz[k] for k in npz.files})
+        except Exception as err:  # zipfile/ValueError/OSError: whatever a damaged file raises
+            raise RecordCorrupt(path, f"steps.npz is damaged ({type(err).__name__}: {err})") from None
+    if (path / "steps.csv").exists():
+        return _read_csv(path, "steps.csv")
+    return pd.DataFrame()
+
+
+def _read_csv(path: Path, name: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path / name)
+    except FileNotFoundError:
         return pd.DataFrame()
+    except pd.errors.EmptyDataError:  # a run that failed before its first epoch
+        return pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        raise RecordCorrupt(path, f"{name} is not a readable CSV ({type(err).__name__}: {err})") from None
+
+
+def _read_artefacts(path: Path) -> dict:
+    if not (path / "artefacts.npz").exists():
+        return {}
+    try:
+        with np.load(path / "artefacts.npz", allow_pickle=False) as npz:
+            art = {k: npz[k] for k in npz.files}
+    except Exception as err:
+        raise RecordCorrupt(path, f"artefacts.npz is damaged ({type(err).__name__}: {err})") from None
+    if "feature_sample_q8" in art:  # int8 storage of the unit-norm feature sample
+        scale = float(art.pop("feature_sample_scale", FEATURE_SAMPLE_SCALE))
+        art["feature_sample"] = art.pop("feature_sample_q8").astype(np.float32) * scale
+    return art
+
+
+def _check_complete(path: Path, exp: Experiment, record: dict, history: pd.DataFrame, steps: pd.DataFrame) -> None:
+    """What a complete record must hold; anything less is reported, never rendered."""
+    key = config_key(exp)
+    if record.get("key") not in (None, key) or not path.name.endswith(f"-{key}"):
+        raise RecordCorrupt(path, f"its config's key is {key}, but the record says {record.get('key')!r} "
+                                  f"and the folder is {path.name!r} (a config edited or copied by hand?)")
+    wall = record.get("wall_time_s")
+    if not isinstance(wall, (int, float)) or isinstance(wall, bool) or not math.isfinite(wall):
+        raise RecordCorrupt(path, f"wall_time_s is {wall!r}, not a number")
+    for name in ("history.csv", "artefacts.npz"):
+        if not (path / name).exists():
+            raise RecordCorrupt(path, f"{name} is missing")
+    epochs = exp.optim.epochs
+    if len(history) != epochs or "epoch" not in history or list(history["epoch"]) != list(range(1, epochs + 1)):
+        raise RecordCorrupt(path, f"history.csv has {len(history)} rows for {epochs} epochs (truncated?)")
+    for col in ("loss", "R", "Rc"):
+        if col not in history or not np.isfinite(history[col].to_numpy(dtype=float)).all():
+            raise RecordCorrupt(path, f"history.csv column {col!r} is missing or not finite")
+    if steps.empty or "epoch" not in steps or int(steps["epoch"].max()) != epochs:
+        raise RecordCorrupt(path, f"the per-step series does not reach epoch {epochs} (truncated?)")
+
+
+def load_record(path: Path) -> RunRecord:
+    """Read a record folder; :class:`RecordCorrupt` (naming the folder) if it is not a sound one."""
+    path = Path(path)
+    record = _read_json(path / "record.json")
+    try:
+        exp = experiment_from_dict(record["config"])
+    except (TypeError, ValueError, KeyError) as err:
+        raise RecordCorrupt(path, f"its config does not describe an experiment ({type(err).__name__}: {err})") from None
+    history, steps = _read_csv(path, "history.csv"), _read_steps(path)
+    artefacts = _read_artefacts(path)
+    if record["status"] == "complete":
+        _check_complete(path, exp, record, history, steps)
+    return RunRecord(path, exp, record, history, steps, artefacts)
 
 
 def find_record(exp: Experiment, runs_dir: Path) -> RunRecord | None:
-    """The complete record of exactly this config (and code version), or None."""
+    """The complete record of exactly this config (and code version), or None.
+
+    A record half-replaced by a killed writer (the new one not yet renamed in, the old one set
+    aside as ``.old-…``) is found in its aside folder."""
     path = record_dir(exp, runs_dir)
     if not (path / "record.json").exists():
-        return None
-    if json.loads((path / "record.json").read_text()).get("status") != "complete":
+        olds = [p for p in _siblings(path, ".old") if (p / "record.json").exists()]
+        if not olds:
+            return None
+        path = olds[-1]
+    if _read_json(path / "record.json").get("status") != "complete":
         return None
     return load_record(path)
 
 
+def _steps_arrays(steps: list[dict]) -> dict[str, np.ndarray]:
+    """Per-step rows -> one compact column each (float32 as trained, ints, bools)."""
+    frame = pd.DataFrame(steps)
+    out = {}
+    for col in frame.columns:
+        values = frame[col].to_numpy()
+        if values.dtype.kind == "f":
+            values = values.astype(np.float32)
+        elif values.dtype.kind in "iu":
+            values = values.astype(np.int32)
+        out[col] = values
+    return out
+
+
+def _artefact_arrays(artefacts: dict) -> dict[str, np.ndarray]:
+    out = {k: np.asarray(v) for k, v in artefacts.items()}
+    if "feature_sample" in out:
+        sample = out.pop("feature_sample").astype(np.float32)
+        out["feature_sample_q8"] = np.clip(np.round(sample / FEATURE_SAMPLE_SCALE), -127, 127).astype(np.int8)
+        out["feature_sample_scale"] = np.float32(FEATURE_SAMPLE_SCALE)
+    return out
+
+
 def write_record(exp: Experiment, runs_dir: Path, record: dict, history: list[dict], steps: list[dict], artefacts: dict) -> Path:
-    """Write the record into a temporary folder, then rename it into place (atomic on one filesystem)."""
+    """Write the record into a temporary folder, then rename it into place (atomic on one filesystem).
+
+    Call it holding :func:`record_lock`. A failed record never replaces a complete one: it goes
+    to a hidden ``.failed-…`` sibling instead (its path is returned). Replacing a complete record
+    sets the old one aside, renames the new one in, then deletes the old: a kill at any point
+    leaves a complete record that :func:`find_record` (and the next lock holder) recovers."""
     final = record_dir(exp, runs_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
+    if record.get("status") != "complete" and (final / "record.json").exists():
+        try:
+            keep = _read_json(final / "record.json").get("status") == "complete"
+        except RecordCorrupt:
+            keep = False
+        if keep:
+            final = final.parent / f".failed-{final.name}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:4]}"
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         pd.DataFrame(history).to_csv(tmp / "history.csv", index=False)
-        pd.DataFrame(steps).to_csv(tmp / "steps.csv", index=False)
-        np.savez_compressed(tmp / "artefacts.npz", **{k: np.asarray(v) for k, v in artefacts.items()})
+        np.savez_compressed(tmp / "steps.npz", **_steps_arrays(steps))
+        np.savez_compressed(tmp / "artefacts.npz", **_artefact_arrays(artefacts))
         # record.json last: a folder without it is never read as a record.
         (tmp / "record.json").write_text(json.dumps(_jsonable(record), indent=1, allow_nan=True))
+        old = None
         if final.exists():
             old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
             final.rename(old)
-            shutil.rmtree(old, ignore_errors=True)
         tmp.rename(final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
 def _jsonable(x):
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}

@@ -1,0 +1,429 @@
+"""The paper profile in a GPU window: train the missing records inside a time budget.
+
+    python -m mcr2 paper --dry-run --budget 600            # the plan: order, estimates (any machine)
+    python -m mcr2 paper --budget 520 --jobs 4 --pack OUT/records.tar.xz    # on a GPU machine
+    python -m mcr2 paper --import-pack records.tar.xz      # back here: records + measured costs
+
+Runs are ordered by what they are worth to the book (:data:`PRIORITY`: the Figure 5 trio first,
+then Figure 1, then Figures 2a/3), seeds round by round within a group, and a run is started only
+if its estimate (:data:`COSTS_FILE`, measured on the GPU) fits the budget left. ``--jobs N`` trains
+N runs at once on one device, each in its own process (the models are small and one run leaves
+most of an H100 idle); the per-record lock (:func:`mcr2.records.record_lock`) keeps two processes
+from training or writing the same record. At the deadline, runs still going are stopped (they
+leave no record, only their lock-guarded temporary folders). Running it again continues where the
+last one stopped: complete records are never trained twice.
+
+The pack (``--pack``) holds the records this invocation made and ``costs.json``, the wall time of
+each of its runs with the number of runs sharing the device; it is rewritten after every finished
+run, so a window cut short still returns what finished. Needs only torch and torchvision.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .experiments import EXPERIMENTS, PROFILE_SEEDS, experiment
+from .records import check_runs_dir, default_runs_dir, find_record, load_record, record_dir
+
+__all__ = ["PRIORITY", "COSTS_FILE", "Planned", "plan_runs", "estimate", "load_costs", "pack_records",
+           "import_pack", "add_arguments", "main_from_args"]
+
+#: What each group of runs is for, most valuable first; experiments not named here come last.
+PRIORITY: list[tuple[str, list[str]]] = [
+    ("Figure 5: masking vs unmasked MCR² vs CE", ["seg_bg_mcr2_masked", "seg_bg_mcr2", "seg_bg_ce"]),
+    ("Figure 1: classification across domains", ["cls_mnist_ce", "cls_mnist_mcr2", "cls_digits_ce", "cls_digits_mcr2"]),
+    ("Figures 2a, 3: segmentation of plain MNIST", ["seg_mnist_mcr2", "seg_mnist_ce"]),
+]
+#: Measured wall seconds of one run per experiment and per number of runs sharing the device.
+COSTS_FILE = Path(__file__).with_name("paper_costs.json")
+#: Slowdown of one run per extra run sharing the device, used only until the costs file holds a
+#: measurement at that sharing level (a guess: time-slicing fills the launch gaps of small models).
+ASSUMED_SLOWDOWN_PER_EXTRA_JOB = 0.5
+#: Seconds kept at the end of the budget for the last pack.
+PACK_RESERVE_S = 10.0
+#: Largest pack (the files that come back from a GPU machine are at most 16 MiB each).
+PACK_LIMIT_BYTES = 16 * 2**20
+#: Seconds between looks at the running processes.
+POLL_S = 0.5
+
+
+@dataclass
+class Planned:
+    name: str
+    seed: int
+    group: str
+    seconds: float  # estimated wall seconds, alone on the device
+    source: str  # where the estimate comes from
+    done: bool = False  # a complete record exists already
+    path: Path | None = None
+
+
+@dataclass
+class Finished:
+    run: Planned
+    returncode: int
+    wall_s: float
+    sharing: float  # mean number of runs on the device while it ran (itself included)
+    path: Path | None = field(default=None)
+
+
+# ------------------------------------------------------------------------------------ estimates
+def load_costs(path: Path = COSTS_FILE) -> dict:
+    """``{"device": str, "seconds": {name: {jobs: seconds}}, "sources": {name: str}}``."""
+    try:
+        costs = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return {"device": None, "seconds": {}, "sources": {}}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"the cost table {path} is not valid JSON ({err}); restore it with git") from None
+    costs.setdefault("seconds", {})
+    costs.setdefault("sources", {})
+    return costs
+
+
+def _similar(name: str, table: dict) -> str | None:
+    """A measured experiment of the same task, training domain and loss (e.g. a layout variant)."""
+    spec = EXPERIMENTS[name]
+    for other in table:
+        o = EXPERIMENTS.get(other)
+        if o and all(o["data"][k] == spec["data"][k] for k in ("task", "train_domain")) \
+                and o["loss"]["kind"] == spec["loss"]["kind"] and o["data"].get("background") == spec["data"].get("background"):
+            return other
+    return None
+
+
+def estimate(name: str, jobs: int, costs: dict) -> tuple[float, str]:
+    """Wall seconds of one run of ``name`` while ``jobs`` runs share the device, and why."""
+    table = costs["seconds"]
+    base_name = name if name in table else _similar(name, table)
+    if base_name is None:
+        known = [min(v.values()) for v in table.values() if v]
+        return (max(known) if known else math.inf), "no measurement: the slowest known run"
+    per_jobs = {int(k): float(v) for k, v in table[base_name].items()}
+    note = "" if base_name == name else f" (as {base_name})"
+    if jobs in per_jobs:
+        return per_jobs[jobs], f"measured at {jobs} job{'s' * (jobs > 1)}{note}"
+    ratios = _measured_slowdowns(table, jobs)
+    base_jobs = min(per_jobs)
+    alone = per_jobs[base_jobs] / _assumed_slowdown(base_jobs)
+    if ratios:
+        factor = sorted(ratios)[len(ratios) // 2]
+        return alone * factor, f"alone × {factor:.2f} (median measured slowdown at {jobs} jobs){note}"
+    return alone * _assumed_slowdown(jobs), f"alone × {_assumed_slowdown(jobs):.2f} (assumed slowdown at {jobs} jobs){note}"
+
+
+def _assumed_slowdown(jobs: int) -> float:
+    return 1.0 + ASSUMED_SLOWDOWN_PER_EXTRA_JOB * (jobs - 1)
+
+
+def _measured_slowdowns(table: dict, jobs: int) -> list[float]:
+    out = []
+    for per_jobs in table.values():
+        per_jobs = {int(k): float(v) for k, v in per_jobs.items()}
+        if 1 in per_jobs and jobs in per_jobs:
+            out.append(per_jobs[jobs] / per_jobs[1])
+    return out
+
+
+# ------------------------------------------------------------------------------------- the plan
+def ordered_names(names: list[str] | None = None) -> list[tuple[str, str]]:
+    """(group, experiment) in the order of :data:`PRIORITY`, then the rest of EXPERIMENTS."""
+    wanted = list(EXPERIMENTS) if names is None else list(names)
+    for n in wanted:
+        if n not in EXPERIMENTS:
+            raise KeyError(f"unknown experiment {n!r}; known: {', '.join(EXPERIMENTS)}")
+    out = [(group, n) for group, members in PRIORITY for n in members if n in wanted]
+    out += [("other experiments", n) for n in wanted if n not in {m for _, m in out}]
+    return out
+
+
+def plan_runs(seeds: list[int], runs_dir: Path, costs: dict, jobs: int = 1, names: list[str] | None = None,
+              overrides: dict | None = None) -> list[Planned]:
+    """Every (experiment, seed) in priority order: within a group seed by seed, so that a group
+    gets its three seeds before the next group starts."""
+    overrides = overrides or {}
+    plan = []
+    groups: dict[str, list[str]] = {}
+    for group, name in ordered_names(names):
+        groups.setdefault(group, []).append(name)
+    for group, members in groups.items():
+        for seed in seeds:
+            for name in members:
+                exp = experiment(name, "paper", seed, **overrides)
+                found = find_record(exp, runs_dir)
+                seconds, source = estimate(name, jobs, costs)
+                plan.append(Planned(name, seed, group, seconds, source, done=found is not None,
+                                    path=None if found is None else found.path))
+    return plan
+
+
+def print_plan(plan: list[Planned], budget: float | None, jobs: int) -> None:
+    todo = [p for p in plan if not p.done]
+    print(f"paper profile: {len(plan) - len(todo)} of {len(plan)} records complete, {len(todo)} to train; "
+          f"{jobs} job{'s' * (jobs > 1)} at once" + (f", budget {budget:.0f} s" if budget else ""))
+    lanes = [0.0] * jobs  # a greedy list schedule: each run goes to the lane that frees first
+    print(f"{'#':>3} {'experiment':22s} {'seed':>4} {'estimate':>9} {'ends at':>8}  {'':9s} group / estimate from")
+    for i, p in enumerate(todo, 1):
+        lane = min(range(jobs), key=lanes.__getitem__)
+        end = lanes[lane] + p.seconds
+        fits = budget is None or end <= budget - PACK_RESERVE_S
+        if fits:
+            lanes[lane] = end
+        ends = f"{end:>7.0f}s" if fits else f"{'—':>8s}"
+        print(f"{i:>3} {p.name:22s} {p.seed:>4} {p.seconds:>8.0f}s {ends}  {'' if fits else 'no time':9s} "
+              f"{p.group} / {p.source}")
+    if todo:
+        print(f"estimated: all {len(todo)} runs take about {sum(p.seconds for p in todo) / jobs:.0f} s with "
+              f"{jobs} job{'s' * (jobs > 1)}" + (f"; the runs that fit this budget end by about {max(lanes):.0f} s"
+                                                  if budget else ""))
+
+
+# -------------------------------------------------------------------------------------- packing
+def pack_records(paths: list[Path], runs_dir: Path, dest: Path, costs_rows: list[dict]) -> int:
+    """Write the record folders (relative to ``runs_dir``) and ``costs.json`` into one tar archive
+    (compressed by ``dest``'s suffix: .tar.xz, .tar.gz/.tgz or .tar), atomically. Returns bytes."""
+    dest = Path(dest)
+    mode = "w:xz" if dest.name.endswith(".xz") else "w:gz" if dest.name.endswith((".gz", ".tgz")) else "w"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    with tarfile.open(tmp, mode) as tar:
+        for path in paths:
+            tar.add(path, arcname=str(Path(path).relative_to(runs_dir)))
+        data = json.dumps({"runs": costs_rows}, indent=1).encode()
+        info = tarfile.TarInfo("costs.json")
+        info.size, info.mtime = len(data), int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    size = tmp.stat().st_size
+    if size > PACK_LIMIT_BYTES:
+        tmp.unlink()
+        raise ValueError(f"the pack would be {size / 2**20:.1f} MiB, over the {PACK_LIMIT_BYTES / 2**20:.0f} MiB "
+                         f"that come back from a GPU machine: pack fewer runs per file")
+    os.replace(tmp, dest)
+    return size
+
+
+def import_pack(pack: Path, runs_dir: Path, costs_path: Path = COSTS_FILE) -> list[Path]:
+    """Unpack the records of a pack into ``runs_dir`` (each checked with :func:`load_record` and
+    its config's key; a complete record already there is kept) and merge its measured wall times
+    into the cost table. Returns the record folders added."""
+    import tempfile
+
+    runs_dir = check_runs_dir(runs_dir)
+    added = []
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(pack) as tar:
+        for member in tar.getmembers():
+            if member.name.startswith("/") or ".." in Path(member.name).parts or not (member.isfile() or member.isdir()):
+                raise ValueError(f"{pack}: refusing the member {member.name!r} (absolute, '..' or a link)")
+        tar.extractall(tmp)
+        rows = json.loads((Path(tmp) / "costs.json").read_text())["runs"] if (Path(tmp) / "costs.json").exists() else []
+        for rec_json in sorted(Path(tmp).glob("*/*/record.json")):
+            rec = load_record(rec_json.parent)  # raises RecordCorrupt, naming it, if unsound
+            if rec.status != "complete":
+                continue
+            target = record_dir(rec.config, runs_dir)
+            if rec_json.parent.name != target.name:
+                raise ValueError(f"{pack}: {rec_json.parent.name} does not match its config's key ({target.name})")
+            if (target / "record.json").exists():
+                print(f"kept the record already in {target}")
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(rec_json.parent, target)
+            load_record(target)
+            added.append(target)
+    if rows:
+        merge_costs(rows, costs_path)
+    return added
+
+
+def merge_costs(rows: list[dict], costs_path: Path = COSTS_FILE) -> dict:
+    """Fold measured runs (name, wall_s, sharing, device) into the cost table: per experiment and
+    sharing level (rounded), the mean of what was measured there and then."""
+    costs = load_costs(costs_path)
+    for row in rows:
+        if row.get("returncode") != 0 or not row.get("wall_s"):
+            continue
+        level = str(max(1, round(row["sharing"])))
+        per = costs["seconds"].setdefault(row["name"], {})
+        old = per.get(level)
+        per[level] = round(row["wall_s"] if old is None else (old + row["wall_s"]) / 2, 1)
+        costs["sources"][row["name"]] = f"measured {row.get('date', '')} on {row.get('device', '?')}".strip()
+        costs["device"] = row.get("device", costs.get("device"))
+    Path(costs_path).write_text(json.dumps(costs, indent=1, sort_keys=True) + "\n")
+    return costs
+
+
+# ------------------------------------------------------------------------------------- training
+def _worker_command(p: Planned, runs_dir: Path, device: str, overrides: dict) -> list[str]:
+    return [sys.executable, "-m", "mcr2.paper", "--worker", json.dumps(
+        {"name": p.name, "seed": p.seed, "runs_dir": str(runs_dir), "device": device, "overrides": overrides})]
+
+
+def _worker(spec: str) -> int:
+    """One run in its own process (what ``--jobs`` starts)."""
+    from .engine import run
+
+    s = json.loads(spec)
+    exp = experiment(s["name"], "paper", s["seed"], **s["overrides"])
+    rec = run(exp, Path(s["runs_dir"]), device=s["device"], progress="lines")
+    print(f"== {exp.name} seed {exp.seed}: {rec.status}, {rec.record.get('wall_time_s', math.nan):.1f} s in the "
+          f"record, {rec.path}", flush=True)
+    return 0 if rec.status == "complete" else 1
+
+
+def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, costs: dict, device: str = "auto",
+                 overrides: dict | None = None, pack: Path | None = None, device_name: str | None = None) -> list[Finished]:
+    """Train the plan's missing runs, ``jobs`` at a time, none started past what the budget allows."""
+    overrides = overrides or {}
+    start = time.monotonic()
+    deadline = start + budget - PACK_RESERVE_S
+    pending = [p for p in plan if not p.done]
+    running: dict[subprocess.Popen, tuple[Planned, float, list[float]]] = {}
+    finished: list[Finished] = []
+    rows: list[dict] = []
+
+    def left() -> float:
+        return deadline - time.monotonic()
+
+    def repack():
+        if pack is not None:
+            made = [f.path for f in finished if f.path is not None]
+            size = pack_records(made, runs_dir, pack, rows)
+            print(f"-- packed {len(made)} records into {pack} ({size / 2**20:.2f} MiB)", flush=True)
+
+    while pending or running:
+        # Start what fits, most valuable first; a long run that does not fit lets a shorter one go.
+        while len(running) < jobs and pending:
+            sharing = min(jobs, len(running) + len(pending))
+            pick = next((p for p in pending if estimate(p.name, sharing, costs)[0] <= left()), None)
+            if pick is None:
+                break
+            pending.remove(pick)
+            est = estimate(pick.name, sharing, costs)[0]
+            print(f"-- start {pick.name} seed {pick.seed} at {time.monotonic() - start:.0f} s "
+                  f"(estimate {est:.0f} s with {sharing} sharing, {left():.0f} s left)", flush=True)
+            proc = subprocess.Popen(_worker_command(pick, runs_dir, device, overrides))
+            running[proc] = (pick, time.monotonic(), [])
+        if not running:
+            for p in pending:
+                print(f"-- not started: {p.name} seed {p.seed} (estimate {estimate(p.name, 1, costs)[0]:.0f} s "
+                      f"> {max(left(), 0):.0f} s left)", flush=True)
+            break
+        time.sleep(POLL_S)
+        for proc, (p, t0, samples) in list(running.items()):
+            samples.append(len(running))
+            rc = proc.poll()
+            if rc is None and left() <= 0:
+                print(f"-- budget spent: stopping {p.name} seed {p.seed} (no record is written)", flush=True)
+                proc.terminate()
+                try:
+                    rc = proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    rc = proc.wait()
+                rc = rc if rc not in (None, 0) else -15
+            if rc is None:
+                continue
+            del running[proc]
+            wall = time.monotonic() - t0
+            sharing = sum(samples) / max(len(samples), 1)
+            found = find_record(experiment(p.name, "paper", p.seed, **overrides), runs_dir) if rc == 0 else None
+            finished.append(Finished(p, rc, wall, sharing, None if found is None else found.path))
+            rows.append({"name": p.name, "seed": p.seed, "returncode": rc, "wall_s": round(wall, 1),
+                         "sharing": round(sharing, 2), "device": device_name, "date": time.strftime("%Y-%m-%d"),
+                         "record_wall_s": None if found is None else round(found.record["wall_time_s"], 1)})
+            print(f"-- {'done' if found else 'FAILED'} {p.name} seed {p.seed}: {wall:.0f} s wall, "
+                  f"{sharing:.1f} runs sharing the device on average (rc {rc})", flush=True)
+            if found is not None:
+                repack()
+    if pack is not None and finished and not any(f.path for f in finished):
+        repack()  # no record, but costs.json still says what was tried and how it ended
+    elif pack is not None and not finished:
+        print(f"-- nothing trained: {pack} not written", flush=True)
+    return finished
+
+
+def _device_name(device: str) -> tuple[str, str | None]:
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    name = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None
+    return device, name
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="wall seconds for the whole invocation; no run starts that cannot finish in it")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once on one device (separate processes)")
+    p.add_argument("--seeds", type=int, nargs="+", default=PROFILE_SEEDS["paper"])
+    p.add_argument("--only", nargs="+", metavar="NAME", default=None, help="these experiments only")
+    p.add_argument("--pack", type=Path, default=None, metavar="FILE",
+                   help="write the records made here into one archive (.tar.xz/.tar.gz/.tar, ≤ 16 MiB)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit (any machine)")
+    p.add_argument("--import-pack", type=Path, default=None, metavar="FILE",
+                   help="unpack a pack's records into the runs dir and merge its measured costs")
+    p.add_argument("--runs-dir", type=Path, default=None, help="default: results/paper")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                   help="override a field in every run (tests: tiny runs; the records are then 'custom')")
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir("paper")
+    if args.import_pack:
+        added = import_pack(args.import_pack, runs_dir)
+        for path in added:
+            print(f"imported {path}")
+        print(f"{len(added)} records imported into {runs_dir}; cost table {COSTS_FILE} updated")
+        return 0
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs must be ≥ 1, got {args.jobs}")
+    if args.budget is not None and not args.budget > 0:
+        raise SystemExit(f"--budget must be a positive number of seconds, got {args.budget}")
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        try:
+            overrides[key] = json.loads(value) if sep else None
+        except json.JSONDecodeError:
+            raise SystemExit(f"--set {item!r}: the value must be JSON (strings in quotes: {key}='\"text\"')") from None
+    costs = load_costs()
+    plan = plan_runs(args.seeds, runs_dir, costs, args.jobs, args.only, overrides)
+    print_plan(plan, args.budget, args.jobs)
+    if args.dry_run:
+        return 0
+    device, device_name = _device_name(args.device)
+    if device == "cpu" and not overrides:
+        raise SystemExit("no CUDA device here: the paper profile is GPU-scale (hours on a CPU). Run this on a "
+                         "GPU machine, or print the plan with --dry-run")
+    check_runs_dir(runs_dir)
+    started = time.monotonic()
+    done = train_within(plan, args.budget if args.budget else math.inf, args.jobs, runs_dir, costs, device,
+                        overrides, args.pack, device_name)
+    total = time.monotonic() - started
+    ok = [f for f in done if f.path is not None]
+    print(f"== {len(ok)} of {len(done)} runs complete in {total:.0f} s on {device_name or device} "
+          f"with {args.jobs} job{'s' * (args.jobs > 1)}")
+    for f in done:
+        print(f"   {f.run.name:22s} seed {f.run.seed}  {f.wall_s:6.0f} s  sharing {f.sharing:.1f}  rc {f.returncode}")
+    return 0 if len(ok) == len(done) else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        sys.exit(_worker(sys.argv[2]))
+    parser = argparse.ArgumentParser(prog="python -m mcr2.paper", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    sys.exit(main_from_args(parser.parse_args()))

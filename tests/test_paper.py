@@ -1,0 +1,160 @@
+"""`python -m mcr2 paper`: the plan, the budget, concurrent jobs, the pack and its import (CPU, tiny runs)."""
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from mcr2 import paper
+from mcr2.experiments import experiment
+from mcr2.records import find_record, record_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# A paper-profile config shrunk to seconds on a CPU (the records are then profile "custom").
+TINY = ["data.train_limit=40", "data.val_limit=20", "optim.epochs=2", "optim.batch_size=20", "model.width=8",
+        "model.feature_dim=16", "model.depth=2", "eval.fit_limit=40", "eval.feature_samples=300",
+        "eval.feature_keep=50", "eval.every=1"]
+COSTS = {"device": "test", "seconds": {"seg_bg_mcr2_masked": {"1": 70, "4": 140}, "seg_bg_ce": {"1": 50, "4": 100},
+                                       "cls_mnist_ce": {"1": 160}, "cls_mnist_mcr2": {"1": 240}}, "sources": {}}
+
+
+def _overrides():
+    return {k: json.loads(v) for k, v in (item.split("=", 1) for item in TINY)}
+
+
+def test_plan_puts_figure_5_first_then_figure_1_then_the_rest(tmp_path):
+    plan = paper.plan_runs([0, 1, 2], tmp_path, COSTS, jobs=1)
+    names = [p.name for p in plan]
+    assert names[:3] == ["seg_bg_mcr2_masked", "seg_bg_mcr2", "seg_bg_ce"]  # seed 0 of the trio
+    assert [p.seed for p in plan[:9]] == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # the trio's three seeds first
+    assert names[9] == "cls_mnist_ce"
+    first_plain = min(i for i, n in enumerate(names) if n.startswith("seg_mnist"))
+    assert all(not n.startswith("cls_") or i < first_plain for i, n in enumerate(names) if n in
+               {m for _, ms in paper.PRIORITY[1:2] for m in ms})
+    assert not any(p.done for p in plan)
+
+
+def test_estimates_use_measurements_then_the_median_slowdown_then_the_assumption():
+    assert paper.estimate("seg_bg_ce", 4, COSTS)[0] == 100  # measured at 4 jobs
+    seconds, why = paper.estimate("cls_mnist_ce", 4, COSTS)  # 160 alone × median(140/70, 100/50) = 2
+    assert seconds == pytest.approx(320) and "median measured slowdown" in why
+    no_ratio = {"seconds": {"cls_mnist_ce": {"1": 160}}, "sources": {}}
+    seconds, why = paper.estimate("cls_mnist_ce", 3, no_ratio)
+    assert seconds == pytest.approx(160 * paper._assumed_slowdown(3)) and "assumed" in why
+    # An unmeasured experiment borrows a similar one's cost, or the slowest known.
+    assert paper.estimate("seg_bg_mcr2", 1, COSTS) == (paper.estimate("seg_bg_mcr2", 1, COSTS)[0],
+                                                      paper.estimate("seg_bg_mcr2", 1, COSTS)[1])
+    assert paper.estimate("seg_mnist_ce", 1, COSTS)[0] == 240
+
+
+def _main(*argv) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    paper.add_arguments(parser)
+    return paper.main_from_args(parser.parse_args([str(a) for a in argv]))
+
+
+def test_dry_run_prints_the_plan_on_a_cpu_and_trains_nothing(tmp_path, capsys):
+    assert _main("--dry-run", "--budget", 600, "--runs-dir", tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "seg_bg_mcr2_masked" in out and "estimate" in out and "no time" in out
+    assert not any(tmp_path.iterdir())
+
+
+def test_paper_scale_on_a_cpu_is_refused_with_guidance(tmp_path):
+    with pytest.raises(SystemExit, match="GPU.*--dry-run"):
+        _main("--budget", 60, "--device", "cpu", "--runs-dir", tmp_path)
+    with pytest.raises(SystemExit, match="--jobs"):
+        _main("--jobs", 0, "--runs-dir", tmp_path)
+    with pytest.raises(SystemExit, match="budget"):
+        _main("--budget", -5, "--runs-dir", tmp_path)
+    with pytest.raises(SystemExit, match="JSON"):
+        _main("--set", "data.background=cifar10", "--dry-run", "--runs-dir", tmp_path)
+
+
+def test_no_run_starts_that_cannot_finish_in_the_budget(tmp_path, capsys):
+    plan = paper.plan_runs([0], tmp_path, COSTS, jobs=1, names=["cls_mnist_mcr2"])
+    done = paper.train_within(plan, budget=100, jobs=1, runs_dir=tmp_path, costs=COSTS)
+    assert done == [] and "not started: cls_mnist_mcr2" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="needs ../shared/data")
+def test_two_jobs_train_each_record_once_pack_it_and_a_rerun_continues(tmp_path, monkeypatch):
+    monkeypatch.setenv("MCR2_DATA", str(DATA))
+    runs, pack = tmp_path / "runs", tmp_path / "out" / "records.tar.gz"
+    names = ["seg_mnist_ce", "cls_mnist_ce"]
+    cmd = [sys.executable, "-m", "mcr2.paper", "--budget", "600", "--jobs", "2", "--device", "cpu",
+           "--runs-dir", str(runs), "--seeds", "0", "--only", *names, "--pack", str(pack)]
+    for item in TINY:
+        cmd += ["--set", item]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "2 of 2 runs complete" in out.stdout
+    made = sorted(p.parent for p in runs.glob("*/*/record.json"))
+    assert len(made) == 2  # one folder per (experiment, seed): nothing trained or written twice
+    assert not list(runs.glob("*/.tmp-*")) and not list(runs.glob("*/.old-*")) and not list(runs.glob("*/.failed-*"))
+    for name in names:
+        for seed in (0,):
+            rec = find_record(experiment(name, "paper", seed, **_overrides()), runs)
+            assert rec is not None and rec.status == "complete"
+    with tarfile.open(pack) as tar:
+        members = tar.getnames()
+        costs = json.load(tar.extractfile("costs.json"))
+    assert sorted({m.split("/")[0] + "/" + m.split("/")[1] for m in members if m.count("/") >= 1}) == \
+        sorted(str(p.relative_to(runs)) for p in made)
+    assert len(costs["runs"]) == 2 and all(r["returncode"] == 0 and r["wall_s"] > 0 for r in costs["runs"])
+    assert max(r["sharing"] for r in costs["runs"]) > 1  # two ran at once
+    # Again: everything is complete, nothing is trained.
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert again.returncode == 0 and "2 of 2 records complete, 0 to train" in again.stdout
+    assert "not written" in again.stdout and tarfile.is_tarfile(pack)  # the first pack is kept
+    assert sorted(p.parent for p in runs.glob("*/*/record.json")) == made
+    # The pack imports into a fresh runs dir, every record checked, and its costs are merged.
+    costs_file = tmp_path / "costs.json"
+    costs_file.write_text(json.dumps(COSTS))
+    added = paper.import_pack(pack, tmp_path / "imported", costs_file)
+    assert sorted(p.name for p in added) == sorted(p.name for p in made)
+    merged = json.loads(costs_file.read_text())
+    assert set(names) <= set(merged["seconds"]) and "measured" in merged["sources"]["seg_mnist_ce"]
+    assert paper.import_pack(pack, tmp_path / "imported", costs_file) == []  # kept, not overwritten
+
+
+def test_pack_refuses_unsafe_members(tmp_path):
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        f = tmp_path / "x"
+        f.write_text("x")
+        tar.add(f, arcname="../escape")
+    with pytest.raises(ValueError, match="refusing"):
+        paper.import_pack(evil, tmp_path / "runs", tmp_path / "c.json")
+
+
+def test_pack_over_the_limit_is_an_error_not_a_silent_loss(tmp_path, monkeypatch):
+    monkeypatch.setattr(paper, "PACK_LIMIT_BYTES", 10)
+    (tmp_path / "runs" / "a" / "seed0-x").mkdir(parents=True)
+    (tmp_path / "runs" / "a" / "seed0-x" / "record.json").write_text("{}" * 100)
+    with pytest.raises(ValueError, match="MiB"):
+        paper.pack_records([tmp_path / "runs" / "a" / "seed0-x"], tmp_path / "runs", tmp_path / "p.tar", [])
+    assert not (tmp_path / "p.tar").exists()
+
+
+def test_committed_paper_records_load_for_their_configs():
+    found = 0
+    for rec_json in (ROOT / "results" / "paper").glob("*/*/record.json"):
+        meta = json.loads(rec_json.read_text())
+        rec = find_record(experiment(meta["name"], "paper", meta["seed"]), ROOT / "results" / "paper")
+        assert rec is not None and rec.path == rec_json.parent == record_dir(rec.config, ROOT / "results" / "paper")
+        found += 1
+    assert found >= 5
+
+
+def test_cost_table_covers_every_experiment_of_the_priority_list():
+    costs = paper.load_costs()
+    for _, members in paper.PRIORITY:
+        for name in members:
+            assert name in costs["seconds"], name
