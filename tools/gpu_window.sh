@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One GPU window, start to finish: rebuild the data root, measure the loss and a training step,
+# train the missing paper-profile records inside what is left of the time, pack them for the way
+# back. Run from the repository root on the GPU machine (torch + torchvision are enough):
+#   bash tools/gpu_window.sh PACKED_DATA_DIR OUT_DIR [SECONDS] [JOBS]
+# PACKED_DATA_DIR: the packed data and unpack-data.sh (README, "Paper profile on a GPU machine").
+# SECONDS (default 560): the whole script's wall time; the trainer gets what the set-up leaves.
+# The records are trained in a clean clone of the committed tree, so each names a clean commit.
+# Back here: python -m mcr2 paper --import-pack OUT_DIR/records.tar.xz
+set -uo pipefail
+packed=$(cd "$1" && pwd); out=$(mkdir -p "$2" && cd "$2" && pwd); total=${3:-560}; jobs=${4:-4}
+start=$SECONDS
+exec > >(tee -a "$out/log.txt") 2>&1
+stamp() { echo "== $1 at $((SECONDS - start)) s"; }
+
+stamp env
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.cuda.is_available())"
+nproc
+
+stamp data
+bash "$packed/unpack-data.sh" "$packed" /tmp/mcr2-data || { echo "data could not be rebuilt"; exit 1; }
+export MCR2_DATA=/tmp/mcr2-data
+
+repo=$(pwd)
+if git -C "$repo" rev-parse -q HEAD >/dev/null 2>&1 && rm -rf /tmp/mcr2-snap && git clone -q "$repo" /tmp/mcr2-snap; then
+  cd /tmp/mcr2-snap
+else
+  echo "no git history here: training in the tree as it came (records will say so)"
+fi
+git log --oneline -1 2>/dev/null || true
+export PYTHONPATH=$(pwd)
+
+stamp bench_loss
+timeout 60 python3 benchmarks/bench_loss.py --device cuda --repeats 10
+stamp profile_loss
+timeout 40 python3 benchmarks/profile_loss.py --device cuda --rows 15
+stamp bench_train
+for mode in off on; do timeout 60 python3 benchmarks/bench_train.py --device cuda --profile paper --steps 10 --cudnn-benchmark $mode; done
+
+left=$((total - (SECONDS - start) - 10))
+stamp "paper (budget $left s, $jobs jobs)"
+python3 -m mcr2 paper --budget "$left" --jobs "$jobs" --pack "$out/records.tar.xz"
+stamp done
