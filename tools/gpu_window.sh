@@ -5,7 +5,7 @@
 #   bash tools/gpu_window.sh PACKED_DATA_DIR OUT_DIR [SECONDS] [JOBS]
 # PACKED_DATA_DIR: the packed data and unpack-data.sh (README, "Paper profile on a GPU machine").
 # SECONDS (default 560): the whole script's wall time; the trainer gets what the set-up leaves.
-# The records are trained in a clean clone of the committed tree, so each names a clean commit.
+# The records are trained in a clean clone of the committed tree (repo.bundle), so each names its commit.
 # Back here: python -m mcr2 paper --import-pack OUT_DIR/records.tar.xz
 set -uo pipefail
 packed=$(cd "$1" && pwd); out=$(mkdir -p "$2" && cd "$2" && pwd); total=${3:-560}; jobs=${4:-4}
@@ -22,11 +22,12 @@ stamp data
 bash "$packed/unpack-data.sh" "$packed" /tmp/mcr2-data || { echo "data could not be rebuilt"; exit 1; }
 export MCR2_DATA=/tmp/mcr2-data
 
-repo=$(pwd)
-if git -C "$repo" rev-parse -q HEAD >/dev/null 2>&1 && rm -rf /tmp/mcr2-snap && git clone -q "$repo" /tmp/mcr2-snap; then
+# The committed tree travels as a bundle (git bundle create PACKED_DATA_DIR/repo.bundle HEAD): a
+# .git found on the GPU machine may be an older copy than the tree beside it.
+if [ -f "$packed/repo.bundle" ] && rm -rf /tmp/mcr2-snap && git clone -q "$packed/repo.bundle" /tmp/mcr2-snap; then
   cd /tmp/mcr2-snap
 else
-  echo "no git history here: training in the tree as it came (records will say so)"
+  echo "no repo.bundle: training in the tree as it came (its records' commit may not be this code's)"
 fi
 git log --oneline -1 2>/dev/null || true
 export PYTHONPATH=$(pwd)
