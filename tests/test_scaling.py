@@ -1,6 +1,7 @@
 """MCR² at lower resolution: the chapter's plots draw from hand-made tables and records (no
 training), and the benchmark's measuring functions return sensible numbers on a tiny batch
-(no timing assertions: only signs, shapes and the memory ordering, which does not depend on load)."""
+(no timing assertions: only signs, shapes, the order of interleaved calls, the pairing of ratios
+and the memory ordering, none of which depends on load)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,6 +21,7 @@ from mcr2.plots import (  # noqa: E402
     plot_cost_vs_pixels,
     plot_cost_vs_resolution,
     plot_share_vs_pixels,
+    plot_speedup_vs_resolution,
     plot_throughput_vs_resolution,
     resolution_label,
 )
@@ -134,6 +136,62 @@ def test_mcr2_loss_full_equals_pooling_to_full_size():
     pooled = rate_reduction(Z, lab, 11, weights=w).loss
     torch.testing.assert_close(bench.mcr2_loss(feats, labels, 28, 11), pooled)
     torch.testing.assert_close(bench.mcr2_loss(feats, labels, None, 11), pooled)
+
+
+def test_measure_loss_interleaved_ranges_and_share():
+    bench = _bench()
+    rows = bench.measure_loss(images=2, feature_dim=8, sizes=(28, 7), repeats=5, device="cpu", memory=False,
+                              unet=dict(width=4, depth=2))
+    for r in rows:
+        assert r["repeats"] == 5 and np.isnan(r["memory_mib"])
+        assert r["time_s_lo"] <= r["time_s"] <= r["time_s_hi"]
+        assert r["speedup_lo"] <= r["speedup"] <= r["speedup_hi"]
+        assert 0 < r["share_lo"] <= r["share"] <= r["share_hi"] < 1
+        assert r["unet_s_lo"] <= r["unet_s"] <= r["unet_s_hi"]
+    assert rows[0]["speedup_lo"] == rows[0]["speedup_hi"] == 1.0  # full against itself, round by round
+    fastest = bench.measure_loss(images=2, feature_dim=8, sizes=(28,), repeats=5, memory=False, stat="min")[0]
+    assert fastest["time_s"] == fastest["time_s_lo"]
+
+
+def test_interleaved_times_rotate_the_order():
+    bench = _bench()
+    calls = []
+    fns = {key: (lambda key=key: calls.append(key)) for key in "abc"}
+    times = bench.interleaved_times(fns, repeats=4, device="cpu", warmup=1)
+    assert calls[:3] == list("abc")  # warm-up
+    assert calls[3:] == list("abc" "bca" "cab" "abc")  # one call of each per round, the order rotating
+    assert {k: len(v) for k, v in times.items()} == {"a": 4, "b": 4, "c": 4}
+    assert all((v >= 0).all() for v in times.values())
+
+
+def test_spread_and_resolved():
+    bench = _bench()
+    assert bench.spread([3.0, 1.0, float("nan"), 2.0, 10.0]) == {"median": 2.5, "lo": 1.0, "hi": 10.0, "n": 4}
+    assert bench.spread([])["n"] == 0 and np.isnan(bench.spread([])["median"])
+    # A 219.8 ms outlier in one round of five: the median stays, the range shows it, and a
+    # paired ratio whose range crosses 1 is no resolved difference.
+    assert bench.resolved(1.3, 2.1) == 1
+    assert bench.resolved(0.4, 0.9) == -1
+    assert bench.resolved(0.8, 57.0) == 0
+    assert bench.resolved(float("nan"), 2.0) == 0
+    assert bench.resolved(10.0, 14.0, at=16.0) == -1  # fewer than 16 times: less than the rows fall
+
+
+def test_speedup_plot_draws_ranges():
+    table = _cost_table()[lambda t: t["pixels"] == 40 * 784].copy()
+    table["speedup"] = [1.0, 3.0, 9.0]
+    table["speedup_lo"], table["speedup_hi"] = [1.0, 2.0, 0.5], [1.0, 4.0, 12.0]
+    fig, ax = plt.subplots()
+    assert plot_speedup_vs_resolution(ax, table) is ax
+    assert len(ax.containers) == 1  # one errorbar series
+    assert any(np.allclose(line.get_ydata(), 1.0) for line in ax.lines)  # the "no difference" line
+    assert "range" in ax.get_ylabel()
+    fig, ax = plt.subplots()
+    t = _cost_table()
+    t["time_s_lo"], t["time_s_hi"] = 0.5 * t["time_s"], 2 * t["time_s"]
+    plot_cost_vs_pixels(ax, t, "time_s")
+    assert len(ax.containers) == 3 and "range" in ax.get_ylabel()
+    plt.close("all")
 
 
 def test_measure_unet_tiny():

@@ -178,5 +178,6 @@ def plot_background_head(ax, records, threshold: float | None = None, color: str
     ax.set_ylabel("background-head accuracy" + _seed_note({"": records}))
     if title:
         ax.set_title(title)
-    ax.legend(frameon=True, fontsize="small", loc="lower right")
+    # Below the Axes: inside, any corner covers a curve (at paper scale the head falls after the switch).
+    ax.legend(frameon=False, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     return ax

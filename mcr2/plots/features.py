@@ -19,6 +19,7 @@ from ..summary import cosine_block_means, cosine_blocks, cosine_summary
 __all__ = ["cosine_blocks", "cosine_block_means", "cosine_summary", "plot_cosine_similarity", "plot_feature_cosine"]
 
 _NAMES = ["bg"] + [str(c) for c in range(10)]
+_MAX_LABELS = 30  # class labels along an axis at most: closer ones would overlap at fontsize 8
 
 
 def plot_cosine_similarity(ax, Z, labels, title: str | None = None, cbar: bool = True, max_samples: int = 1000,
@@ -52,9 +53,15 @@ def plot_cosine_similarity(ax, Z, labels, title: str | None = None, cbar: bool =
         ax.axvline(e, color="#00e5ff", lw=0.8)
     starts, stops = np.r_[0, edges], np.r_[edges, m]
     names = [class_names[c] if class_names is not None and c < len(class_names) else str(c) for c in ls[starts]]
+    # One label per class block, at its centre; a block too narrow to hold one beside its
+    # neighbour's label goes unlabelled rather than overprinted.
+    centres, shown = (starts + stops) / 2, []
+    for i, c in enumerate(centres):
+        if not shown or c - centres[shown[-1]] >= m / _MAX_LABELS:
+            shown.append(i)
     for axis in (ax.xaxis, ax.yaxis):
-        axis.set_ticks((starts + stops) / 2)
-        axis.set_ticklabels(names, fontsize=8)
+        axis.set_ticks(centres[shown])
+        axis.set_ticklabels([names[i] for i in shown], fontsize=8)
     ax.tick_params(length=0)
     ax.grid(False)
     ax.set_xlabel(xlabel or "class")
@@ -66,12 +73,14 @@ def plot_cosine_similarity(ax, Z, labels, title: str | None = None, cbar: bool =
 
 
 def plot_feature_cosine(ax, records, exclude_background: bool = False, title: str | None = None,
-                        cbar: bool = True, max_samples: int = 1000, absolute: bool = True):
+                        cbar: bool = True, max_samples: int = 1000, absolute: bool = True, classes=None):
     """Cosine similarity between the stored validation pixel features of a run, sorted by label,
     class blocks outlined and labelled ("bg", "0".."9"): report Figure 7.
 
-    ``exclude_background`` drops class 0, as the report's masked panel does. Uses the first seed's
-    record; see :func:`plot_cosine_similarity` for the rest.
+    ``classes``: the classes drawn (default all), e.g. ``range(1, 11)`` for the ten digits.
+    ``exclude_background=True`` is the same as every class but 0: the digits only, as the report's
+    masked panel (background is most pixels, so it would fill most of the matrix). Uses the first
+    seed's record; see :func:`plot_cosine_similarity` for the rest.
     """
     rec = records[0] if isinstance(records, (list, tuple)) else records
     for key in ("feature_sample", "feature_labels"):
@@ -80,9 +89,12 @@ def plot_feature_cosine(ax, records, exclude_background: bool = False, title: st
     Z = np.asarray(rec.artefacts["feature_sample"], dtype=np.float64)
     labels = np.asarray(rec.artefacts["feature_labels"], dtype=np.int64)
     if exclude_background:
-        Z, labels = Z[labels > 0], labels[labels > 0]
+        classes = [c for c in (range(rec.config.num_classes) if classes is None else classes) if c != 0]
+    if classes is not None:
+        keep = np.isin(labels, np.asarray(list(classes), dtype=np.int64))
+        Z, labels = Z[keep], labels[keep]
     if len(labels) == 0:
-        raise ValueError(f"{rec!r}: no features left to draw")
+        raise ValueError(f"{rec!r}: no features of classes {classes} to draw")
     shown = min(len(labels), max_samples)
     return plot_cosine_similarity(ax, Z, labels, title=title, cbar=cbar, max_samples=max_samples, absolute=absolute,
                                   class_names=_NAMES, xlabel=f"class ({shown:,} pixels sorted by label)")

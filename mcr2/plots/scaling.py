@@ -2,10 +2,11 @@
 MCR² on features pooled to fewer cells, :func:`mcr2.loss.pooled_rows`).
 
 Cost tables are DataFrames with one row per measurement and the columns of
-``benchmarks/bench_resolution.py``'s ``measure_loss``: ``size`` (cells per side), ``rows`` (m),
-``pixels`` (B·H·W), ``time_s`` and ``memory_mib``, plus ``share`` (the loss's share of a training
-step) where a plot needs it. Runs are ``{size: [RunRecord per seed]}``. Each ``plot_*`` draws on
-the Axes it is given and returns it.
+:func:`mcr2.profiling.measure_loss`: ``size`` (cells per side), ``rows`` (m), ``pixels`` (B·H·W),
+``time_s`` and ``memory_mib``, plus ``share`` (the loss's share of a training step) and
+``speedup`` where a plot needs them. A column ``<c>_lo`` / ``<c>_hi`` beside ``<c>`` (the range of
+interleaved repeats) is drawn as an error bar. Runs are ``{size: [RunRecord per seed]}``. Each
+``plot_*`` draws on the Axes it is given and returns it.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 __all__ = [
     "resolution_label",
     "plot_cost_vs_resolution",
+    "plot_speedup_vs_resolution",
     "plot_cost_vs_pixels",
     "plot_share_vs_pixels",
     "final_run_values",
@@ -40,6 +42,19 @@ def _resolution_axis(ax, sizes, full: int = 28):
     ax.set_xlabel("resolution MCR² is computed at")
 
 
+def _line(ax, t: pd.DataFrame, x: str, column: str, scale: float = 1.0, **kw):
+    """A line through ``t[column]``, with error bars from ``<column>_lo`` / ``_hi`` if present."""
+    y = t[column].to_numpy(float) * scale
+    if f"{column}_lo" in t and f"{column}_hi" in t:
+        lo, hi = t[f"{column}_lo"].to_numpy(float) * scale, t[f"{column}_hi"].to_numpy(float) * scale
+        return ax.errorbar(t[x].to_numpy(float), y, yerr=[y - lo, hi - y], capsize=3, marker="o", **kw)
+    return ax.plot(t[x].to_numpy(float), y, marker="o", **kw)
+
+
+def _range_note(table: pd.DataFrame, column: str) -> str:
+    return " (median, bar: range)" if f"{column}_lo" in table else ""
+
+
 def _size_colors(sizes) -> dict:
     return {s: f"C{i}" for i, s in enumerate(sorted(set(int(s) for s in sizes), reverse=True))}
 
@@ -56,12 +71,27 @@ def plot_cost_vs_resolution(ax, table: pd.DataFrame, column: str = "time_s", ful
     for i, (pixels, t) in enumerate(groups):
         t = t.sort_values("size")
         label = None if pixels is None else f"{int(pixels):,} pixels"
-        ax.plot(t["size"], t[column] * scale, marker="o", color=f"C{i}", label=label)
+        _line(ax, t, "size", column, scale, color=f"C{i}", label=label)
     _resolution_axis(ax, table["size"], full)
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(ylabel + _range_note(table, column))
     ax.set_ylim(bottom=0)
     if table["pixels"].nunique() > 1:
         ax.legend(fontsize="small")
+    return ax
+
+
+def plot_speedup_vs_resolution(ax, table: pd.DataFrame, full: int = 28, color="C0"):
+    """How many times faster than at full resolution the loss runs, per resolution, for one batch
+    size: ``speedup`` (median of paired ratios) with its range (``speedup_lo`` / ``_hi``); the dotted
+    line at 1 is "no difference". A bar that crosses it is no resolved difference."""
+    t = table.sort_values("size")
+    _line(ax, t, "size", "speedup", color=color)
+    ax.axhline(1.0, color="0.4", ls=":", lw=1)
+    _resolution_axis(ax, table["size"], full)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylabel("× faster than full resolution" + _range_note(table, "speedup"))
     return ax
 
 
@@ -73,13 +103,13 @@ def plot_cost_vs_pixels(ax, table: pd.DataFrame, column: str = "time_s", full: i
     colors = _size_colors(table["size"])
     for size, t in sorted(table.groupby("size"), key=lambda kv: -kv[0]):
         t = t.sort_values("pixels")
-        ax.plot(t["pixels"], t[column] * scale, marker="o", color=colors[int(size)], label=resolution_label(int(size), full))
+        _line(ax, t, "pixels", column, scale, color=colors[int(size)], label=resolution_label(int(size), full))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("pixels per batch")
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(ylabel + _range_note(table, column))
     ax.legend(fontsize="small", title="MCR² at")
     return ax
 
@@ -90,12 +120,12 @@ def plot_share_vs_pixels(ax, table: pd.DataFrame, negligible: float | None = 0.0
     colors = _size_colors(table["size"])
     for size, t in sorted(table.groupby("size"), key=lambda kv: -kv[0]):
         t = t.sort_values("pixels")
-        ax.plot(t["pixels"], 100 * t["share"], marker="o", color=colors[int(size)], label=resolution_label(int(size), full))
+        _line(ax, t, "pixels", "share", 100.0, color=colors[int(size)], label=resolution_label(int(size), full))
     if negligible is not None:
         ax.axhline(100 * negligible, color="0.4", ls=":", lw=1, label=f"{100 * negligible:g}%")
     ax.set_xscale("log")
     ax.set_xlabel("pixels per batch")
-    ax.set_ylabel("MCR² share of a step (%)")
+    ax.set_ylabel("MCR² share of a step (%)" + _range_note(table, "share"))
     ax.set_ylim(0, 100)
     ax.legend(fontsize="small", title="MCR² at")
     return ax
