@@ -1,13 +1,23 @@
-"""Execute the book's chapters with papermill and build the HTML with Jupyter Book 1.
+"""Execute the book's chapters with papermill, build the HTML with Jupyter Book 1, open JupyterLab.
 
-    python tools/book.py execute NAME [--profile smoke|paper] [-p key=value ...]
-    python tools/book.py build [--profile smoke|paper] [--no-execute]
+    python tools/book.py execute NAME [--html] [--profile auto|smoke|paper] [-p key=value ...]
+    python tools/book.py build [--profile auto|smoke|paper] [--no-execute]
+    python tools/book.py lab                    # JupyterLab on book/, the .py chapters as notebooks
 
 Chapters are jupytext percent-format ``book/NAME.py`` files. Each is read with jupytext and
 executed by papermill into ``_build/src/book/NAME.ipynb``: the executed notebooks live only under
 ``_build/`` and never touch the ``.py`` source. ``build`` stages the book's text sources beside
 them in ``_build/src`` and runs ``jupyter-book build`` there with warnings as errors; the HTML
-lands in ``_build/html``.
+lands in ``_build/html``. ``execute NAME --html`` rebuilds the HTML after the chapter when every
+other chapter has been executed once.
+
+Profiles (``--profile``, else ``$MCR2_PROFILE``, else ``auto``): ``auto`` renders each experiment
+at the paper profile where complete paper records are committed in ``results/paper`` (or CUDA is
+here to train them) and at the smoke profile otherwise; ``smoke`` and ``paper`` force one.
+
+Before any chapter runs, the data root is checked (``MCR2_DATA``, see mcr2.data); after, every
+executed notebook is checked for error outputs: either failing stops with one message naming
+what to fix, and a page showing a traceback is never published.
 """
 from __future__ import annotations
 
@@ -27,7 +37,16 @@ BOOK = ROOT / "book"
 BUILD = ROOT / "_build"
 SRC = BUILD / "src"  # staged sources: _config.yml, _toc.yml, pages and executed notebooks
 HTML = BUILD / "html"
-PROFILES = ("smoke", "paper")
+PROFILES = ("auto", "smoke", "paper")
+DEFAULT_PROFILE = "auto"  # per experiment: paper where its records exist (or CUDA is here), else smoke
+ALLOWED_ERROR_TAG = "raises-exception"  # a cell tagged so may show an error on purpose (myst-nb's tag)
+
+
+class BookError(SystemExit):
+    """A failure with one clear message (printed without a traceback, exit status 1)."""
+
+    def __init__(self, message: str):
+        super().__init__(f"[book] error: {message}")
 
 
 def toc_files() -> list[str]:
@@ -53,14 +72,59 @@ def chapters() -> list[str]:
 
 
 def default_profile() -> str:
+    """``$MCR2_PROFILE`` if set, else ``auto``."""
     env = os.environ.get("MCR2_PROFILE")
     if env:
         if env not in PROFILES:
-            raise SystemExit(f"MCR2_PROFILE={env!r} is not a profile; choose one of {PROFILES}")
+            raise BookError(f"MCR2_PROFILE={env!r} is not a profile; choose one of {', '.join(PROFILES)}")
         return env
-    import torch
+    return DEFAULT_PROFILE
 
-    return "paper" if torch.cuda.is_available() else "smoke"
+
+def check_data() -> Path:
+    """The data root, or one clear error before any chapter runs (chapters read MNIST, USPS and
+    the CIFAR-100 backgrounds)."""
+    sys.path.insert(0, str(ROOT))  # mcr2 from this checkout even when it is not installed
+    from mcr2.data import DataNotFoundError, check_data_root
+
+    try:
+        return check_data_root()
+    except DataNotFoundError as err:
+        raise BookError(f"{err}\nFor the book: MCR2_DATA=/path/to/data make book (or make chapter NAME=...)") from None
+
+
+def notebook_errors(path: Path) -> list[str]:
+    """The error outputs of an executed notebook, one line each: ``cell N: Name: value``."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    found = []
+    for i, cell in enumerate(nb.get("cells", []), start=1):
+        if ALLOWED_ERROR_TAG in cell.get("metadata", {}).get("tags", []):
+            continue
+        for out in cell.get("outputs", []) or []:
+            if out.get("output_type") == "error":
+                found.append(f"cell {i}: {out.get('ename', 'Error')}: {out.get('evalue', '')}".rstrip(": "))
+    return found
+
+
+def check_executed(names: list[str], folder: Path | None = None) -> None:
+    """Every chapter has an executed notebook (in ``folder``, default _build/src/book) and none
+    holds an error output; else one message naming each chapter, its first error and the command
+    that re-executes it."""
+    folder = SRC / "book" if folder is None else Path(folder)
+    missing = [n for n in names if not (folder / f"{n}.ipynb").exists()]
+    if missing:
+        raise BookError(
+            f"not executed yet: {', '.join(missing)} (no {folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder}"
+            f"/NAME.ipynb). Execute them with `make book`, or one by one with `make chapter NAME=...`"
+        )
+    failed = {n: errs for n in names if (errs := notebook_errors(folder / f"{n}.ipynb"))}
+    if failed:
+        lines = [f"  {n}: {errs[0]}" + (f" (and {len(errs) - 1} more)" if len(errs) > 1 else "")
+                 for n, errs in failed.items()]
+        raise BookError(
+            "executed chapters hold error outputs; the book is not built from them:\n" + "\n".join(lines)
+            + "\nFix the chapter and execute it again: " + ", ".join(f"`make chapter NAME={n}`" for n in failed)
+        )
 
 
 def count_figures(nb) -> int:
@@ -86,7 +150,7 @@ def execute(name: str, profile: str, parameters: dict | None = None, out_dir: Pa
     source = BOOK / f"{name}.py"
     if not source.exists():
         known = ", ".join(chapters())
-        raise SystemExit(f"no chapter {source.relative_to(ROOT)}; chapters: {known}")
+        raise BookError(f"no chapter {source.relative_to(ROOT)}; chapters: {known}")
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{name}.ipynb"
     nb = jupytext.read(source)
@@ -94,21 +158,29 @@ def execute(name: str, profile: str, parameters: dict | None = None, out_dir: Pa
     params = {"profile": profile, "progress": "lines", **(parameters or {})}
     print(f"[book] executing {name} (profile={profile})", flush=True)
     start = time.perf_counter()
-    papermill.execute_notebook(
-        nb,
-        str(output),
-        parameters=params,
-        kernel_name="python3",
-        language="python",
-        cwd=str(BOOK),
-        progress_bar=False,
-    )
+    try:
+        papermill.execute_notebook(
+            nb,
+            str(output),
+            parameters=params,
+            kernel_name="python3",
+            language="python",
+            cwd=str(BOOK),
+            progress_bar=False,
+        )
+    except papermill.PapermillExecutionError as err:
+        print("".join(line + "\n" for line in err.traceback), file=sys.stderr, flush=True)  # the cell's own
+        raise BookError(f"chapter {name} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue} "
+                        f"(the executed notebook, with its traceback: {output})") from None
     seconds = time.perf_counter() - start
     executed = jupytext.read(output)
     figures = count_figures(executed)
     print(f"[book] {name}: {seconds:.1f} s, {figures} figure(s)", flush=True)
+    errors = notebook_errors(output)
+    if errors:  # e.g. a cell tagged to continue on errors
+        raise BookError(f"chapter {name} holds an error output: {errors[0]} (see {output})")
     if figures == 0:
-        raise RuntimeError(f"chapter {name} executed but produced no figure")
+        raise BookError(f"chapter {name} executed but produced no figure")
     return {"name": name, "seconds": round(seconds, 2), "figures": figures, "output": str(output)}
 
 
@@ -123,27 +195,56 @@ def stage() -> None:
             (SRC / md.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(md, SRC / md.relative_to(ROOT))
         elif not (SRC / page).with_suffix(".ipynb").exists():
-            raise SystemExit(f"_toc.yml lists {page} but neither {page}.md nor an executed {page}.ipynb exists")
+            raise BookError(f"_toc.yml lists {page} but neither {page}.md nor an executed {page}.ipynb exists")
     mathjax = ROOT / "_vendor" / "mathjax"
     if not (mathjax / "tex-chtml.js").exists():
-        raise SystemExit("MathJax is not vendored: run `make mathjax` (fetches it once from the npm registry)")
+        raise BookError("MathJax is not vendored: run `make mathjax` (fetches it once from the npm registry)")
     shutil.rmtree(SRC / "_vendor", ignore_errors=True)
     shutil.copytree(mathjax, SRC / "_vendor" / "mathjax")
 
 
 def build_html() -> Path:
+    check_executed(chapters())
     stage()
     # The jupyter-book beside this interpreter (the venv's), so the build uses the pinned version.
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
     if jb is None:
-        raise SystemExit(f"jupyter-book is not installed beside {sys.executable}: run `make venv`")
+        raise BookError(f"jupyter-book is not installed beside {sys.executable}: run `make venv`")
     cmd = [jb, "build", str(SRC), "--path-output", str(ROOT), "-W", "-n", "--keep-going"]
     print("[book] " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    if subprocess.run(cmd).returncode != 0:
+        raise BookError("jupyter-book reported errors or warnings (above); the HTML is incomplete")
     index = HTML / "index.html"
     if not index.exists():
-        raise RuntimeError(f"jupyter-book finished but {index} is missing")
+        raise BookError(f"jupyter-book finished but {index} is missing")
     return index
+
+
+def lab(argv: list[str]) -> None:
+    """JupyterLab on book/, with the .py chapters opening as notebooks (jupytext, jupytext.toml).
+
+    The default viewer of Python files is set for this environment only (JupyterLab's settings
+    overrides under ``sys.prefix``), never in the user's own settings.
+    """
+    jupyter = shutil.which("jupyter-lab", path=str(Path(sys.executable).parent))
+    if jupyter is None:
+        raise BookError(f"JupyterLab is not installed beside {sys.executable}: run `make venv`")
+    try:
+        check_data()
+    except BookError as err:  # editing needs no data; running the chapters does
+        print(f"[book] warning: {err.code.removeprefix('[book] error: ')}", file=sys.stderr, flush=True)
+    settings = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings"
+    settings.mkdir(parents=True, exist_ok=True)
+    overrides = settings / "overrides.json"
+    current = json.loads(overrides.read_text()) if overrides.exists() else {}
+    viewers = current.setdefault("@jupyterlab/docmanager-extension:plugin", {}).setdefault("defaultViewers", {})
+    viewers["python"] = "Jupytext Notebook"
+    overrides.write_text(json.dumps(current, indent=2) + "\n")
+    cmd = [jupyter, f"--ServerApp.root_dir={ROOT}", "--LabApp.default_url=/lab/tree/book", *argv]
+    if os.geteuid() == 0 and "--allow-root" not in argv:  # containers often run as root
+        cmd.append("--allow-root")
+    print("[book] " + " ".join(cmd), flush=True)
+    os.execv(cmd[0], cmd)
 
 
 def parse_params(pairs: list[str]) -> dict:
@@ -151,7 +252,7 @@ def parse_params(pairs: list[str]) -> dict:
     for pair in pairs:
         key, _, value = pair.partition("=")
         if not _:
-            raise SystemExit(f"parameter {pair!r} is not key=value")
+            raise BookError(f"parameter {pair!r} is not key=value")
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -164,19 +265,40 @@ def main(argv=None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("execute", help="execute one chapter")
     ex.add_argument("name")
+    ex.add_argument("--html", action="store_true",
+                    help="then rebuild the HTML (when every other chapter has been executed once)")
     bd = sub.add_parser("build", help="execute every chapter and build the HTML")
     bd.add_argument("--no-execute", action="store_true", help="reuse the executed notebooks in _build/src")
     for p in (ex, bd):
-        p.add_argument("--profile", choices=PROFILES, default=None)
+        p.add_argument("--profile", choices=PROFILES, default=None,
+                       help=f"default: $MCR2_PROFILE, else {DEFAULT_PROFILE} (paper where its records exist, else smoke)")
         p.add_argument("-p", "--param", action="append", default=[], help="papermill parameter key=value (JSON value)")
-    args = parser.parse_args(argv)
+    sub.add_parser("lab", help="open JupyterLab on book/ with the .py chapters as notebooks "
+                               "(other options go to jupyter-lab, e.g. --no-browser --port 8890)")
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "lab":
+        lab(extra)
+        return
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     profile = args.profile or default_profile()
     params = parse_params(args.param)
     if args.command == "execute":
+        if args.name not in chapters():
+            raise BookError(f"no chapter {args.name!r}; chapters: {', '.join(chapters())}")
+        check_data()
         execute(args.name, profile, params)
+        if args.html:
+            missing = [n for n in chapters() if not (SRC / "book" / f"{n}.ipynb").exists()]
+            if missing:
+                print(f"[book] HTML not rebuilt: {', '.join(missing)} not executed yet "
+                      f"(`make book` executes every chapter once)", flush=True)
+                return
+            print(f"[book] built {build_html()}", flush=True)
         return
     times = []
     if not args.no_execute:
+        check_data()
         for name in chapters():
             times.append(execute(name, profile, params))
         BUILD.mkdir(exist_ok=True)
