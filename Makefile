@@ -1,17 +1,19 @@
 # Two commands: `make test` and `make book`. Both create/update the local venv from the project's
-# own files (pyproject.toml + requirements-pins.txt) first.
+# own files (pyproject.toml + requirements-pins.txt) first. Also: `make chapter NAME=...` (one
+# chapter, then the HTML), `make lab` (JupyterLab on book/), `make bench`.
 PYTHON   ?= python3
 VENV     ?= .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
-# Profile of the executed chapters: smoke (CPU, minutes) or paper (GPU). Empty = paper when CUDA
-# is available, else smoke.
+# Profile of the executed chapters: auto (each experiment at the paper profile where its records
+# are committed in results/paper or CUDA is here, else smoke), smoke (CPU, minutes) or paper.
+# Empty = $MCR2_PROFILE, else auto.
 PROFILE  ?=
 NAME     ?=
 MATHJAX_VERSION := 3.2.2
 MATHJAX  := _vendor/mathjax/tex-chtml.js
 
-.PHONY: test book chapter venv mathjax bench clean
+.PHONY: test book chapter lab venv mathjax bench clean
 
 venv: $(STAMP)
 
@@ -39,9 +41,16 @@ test: $(STAMP) $(MATHJAX)
 book: $(STAMP) $(MATHJAX)
 	$(BIN)/python tools/book.py build $(if $(PROFILE),--profile $(PROFILE))
 
-# One chapter alone, e.g. `make chapter NAME=01_rate_reduction PROFILE=smoke`.
-chapter: $(STAMP)
-	$(BIN)/python tools/book.py execute $(NAME) $(if $(PROFILE),--profile $(PROFILE))
+# One chapter alone, e.g. `make chapter NAME=06_masking PROFILE=smoke`, then the HTML rebuilt
+# (once every chapter has been executed: `make book` does that the first time).
+chapter: $(STAMP) $(MATHJAX)
+	@test -n "$(NAME)" || { echo "make chapter needs NAME=..., e.g. make chapter NAME=06_masking"; exit 2; }
+	$(BIN)/python tools/book.py execute $(NAME) --html $(if $(PROFILE),--profile $(PROFILE))
+
+# JupyterLab on book/: the .py chapters open as notebooks (jupytext). LAB_ARGS go to jupyter-lab.
+LAB_ARGS ?=
+lab: $(STAMP)
+	$(BIN)/python tools/book.py lab $(LAB_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_loss.py

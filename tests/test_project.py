@@ -81,6 +81,29 @@ def test_pins_satisfy_the_library_ranges_and_python():
     assert Version(conda_python) in SpecifierSet(project["requires-python"])
 
 
+def test_the_book_environment_has_a_notebook_front_end():
+    """`make lab` / `jupyter lab`: JupyterLab and jupytext come with the book extra, which both
+    `make venv` and environment.yml install (checked above)."""
+    book = {Requirement(r).name.lower() for r in _pyproject()["project"]["optional-dependencies"]["book"]}
+    assert {"jupyterlab", "jupytext", "papermill", "jupyter-book"} <= book
+    assert "formats" in (ROOT / "jupytext.toml").read_text()  # .py chapters paired as notebooks
+
+
+def test_the_library_asks_for_scipy():
+    deps = {Requirement(r).name.lower(): Requirement(r).specifier for r in _pyproject()["project"]["dependencies"]}
+    assert "scipy" in deps and Version("1.10") in deps["scipy"]
+
+
+def test_make_targets_of_the_newcomer_path():
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^lab: .*\n\t\$\(BIN\)/python tools/book\.py lab", makefile, re.M)
+    assert re.search(r"^chapter: .*\n(\t.*\n)*\t\$\(BIN\)/python tools/book\.py execute \$\(NAME\) --html", makefile, re.M)
+    readme = (ROOT / "README.md").read_text()
+    for command in (".venv/bin/python -m mcr2 list", "make lab", "make chapter NAME=", "MCR2_DATA="):
+        assert command in readme, f"README does not show {command!r}"
+    assert "\npython -m mcr2" not in readme, "README: run the CLI with the venv's python (.venv/bin/python)"
+
+
 def _run_script(*args):
     import subprocess
     import sys
