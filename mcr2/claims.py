@@ -63,6 +63,7 @@ __all__ = [
     "digit_cosine",
     "MaskingEvents",
     "masking_events",
+    "masking_story",
     "run_notes",
     "evaluate_claims",
     "claim_quantities",
@@ -257,10 +258,10 @@ class MaskingEvents:
             return ""
         span = _span(self.collapsed)
         if self.recovered:
-            return (f"seed {self.seed}: after the switch the head called every pixel background at {span} "
+            return (f"seed {self.seed}: after the switch the head called (almost) every pixel background at {span} "
                     f"(non-background accuracy < {COLLAPSE_ACC:g}), then recovered")
         return (f"seed {self.seed}: the head collapsed after the switch ({span}) and never recovered: it calls "
-                f"every pixel background, non-background accuracy {self.final_foreground_acc:.3f}")
+                f"(almost) every pixel background, non-background accuracy {self.final_foreground_acc:.3f}")
 
 
 def _span(epochs: tuple[int, ...]) -> str:
@@ -291,6 +292,54 @@ def masking_events(rec) -> MaskingEvents:
                 collapsed.append(int(row["epoch"]))
     return MaskingEvents(rec.config.seed, rec.config.loss.mask_threshold, epochs,
                          None if switch is None else int(switch), tuple(collapsed), final_value(rec, fg_col))
+
+
+def masking_story(rec) -> str:
+    """What happened in one masked run, in sentences whose every number is read off its record:
+    when the head reached the switch threshold, whether MCR² trained, whether the head then
+    collapsed to calling every pixel background (and for which epochs), and how it ended."""
+    ev = masking_events(rec)
+    h = rec.history.set_index("epoch")
+    dom = rec.config.data.val_domains[0]
+    fg = pd.to_numeric(h.get(f"{dom}_foreground_acc"), errors="coerce") if f"{dom}_foreground_acc" in h else None
+    head_all = f"{dom}_bg_head_acc" if f"{dom}_bg_head_acc" in h else None
+    check = pd.to_numeric(h["bg_check_acc"], errors="coerce") if "bg_check_acc" in h else None
+    n_check = rec.config.loss.mask_check_images
+    lead = f"Seed {ev.seed} ({rec.config.profile} profile, {ev.epochs} epochs)"
+    if check is None or check.dropna().empty:
+        return f"{lead}: the record holds no background-check accuracy."
+    first = f"the background head's accuracy on {n_check} fixed validation images was {check.iloc[0]:.3f} after epoch 1"
+    if ev.switch_epoch is None:
+        best = check.idxmax()
+        return (f"{lead}: {first} and at best {check.max():.3f} (epoch {best}), below this run's threshold "
+                f"{ev.threshold:g}. MCR² never switched on: this run trained the background head alone, and its digit "
+                f"predictions come from features MCR² never trained (final non-background accuracy "
+                f"{ev.final_foreground_acc:.3f}).")
+    at = check.get(ev.switch_epoch, math.nan)
+    text = f"{lead}: {first} and reached the threshold {ev.threshold:g} after epoch {ev.switch_epoch} ({at:.3f})"
+    if not ev.mcr2_trained:
+        return (text + f", the last epoch: MCR² never trained, and the final non-background accuracy "
+                f"({ev.final_foreground_acc:.3f}) is that of features MCR² never trained.")
+    text += f", so MCR² trained from epoch {ev.switch_epoch + 1} on."
+    if ev.collapsed:
+        span = _span(ev.collapsed)
+        low = check.loc[list(ev.collapsed)].min()
+        text += (f" At {span} the head called (almost) every pixel background: non-background accuracy "
+                 f"{fg.loc[list(ev.collapsed)].max():.3f}, check accuracy down to {low:.3f}")
+        if head_all is not None:
+            text += f" ({h.loc[list(ev.collapsed), head_all].min():.3f} over all validation pixels, the share of background)"
+        text += "."
+        if ev.recovered:
+            back = ev.collapsed[-1] + 1
+            text += (f" From epoch {back} it recovered: non-background accuracy {fg.loc[back]:.3f} at epoch {back}, "
+                     f"{ev.final_foreground_acc:.3f} after epoch {ev.epochs}.")
+        else:
+            text += " It never recovered before the run ended."
+    else:
+        after = check[check.index > ev.switch_epoch]
+        text += (f" After the switch the head's check accuracy stayed between {after.min():.3f} and {after.max():.3f}; "
+                 f"the final non-background accuracy is {ev.final_foreground_acc:.3f}.")
+    return text
 
 
 def run_notes(records: dict, names) -> list[str]:
@@ -612,8 +661,11 @@ def _evaluate(claim: Claim, records: dict) -> dict:
     elif verdict == "inconclusive":
         gates = [f"{t.name}: " + ("the seeds disagree" if t.detail else f"p = {t.p:.3g} ≥ {ALPHA:g}")
                  for t in outcome.tests if t.result == 0]
-    no_leaning = any(min(t.n, default=0) == 0 for t in outcome.tests) or len(_profiles(claim, records)) > 1
     profiles = _profiles(claim, records)
+    no_leaning = any(min(t.n, default=0) == 0 for t in outcome.tests) or len(profiles) > 1
+    tests = "; ".join(t.text() for t in outcome.tests)
+    if len(profiles) > 1:
+        tests = "none: runs of different profiles are not compared"
     return {
         "claim": claim.label,
         "report statement": claim.statement,
@@ -623,7 +675,7 @@ def _evaluate(claim: Claim, records: dict) -> dict:
         "profile": " + ".join(profiles) or "—",
         "verdict": verdict,
         "leaning": "—" if no_leaning else _rule([t.lean for t in outcome.tests]),
-        "tests": "; ".join(t.text() for t in outcome.tests),
+        "tests": tests,
         "why": "; ".join(gates),
         "runs": "; ".join(run_notes(records, claim.experiments)),
     }

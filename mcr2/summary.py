@@ -19,6 +19,7 @@ from .metrics import cosine_abs_blocks
 __all__ = [
     "settings_text",
     "evaluation_text",
+    "tag_profiles",
     "mean_sd",
     "format_mean_sd",
     "mean_sd_text",
@@ -63,21 +64,28 @@ def _describe(recs: list) -> str:
     seeds = sorted({r.config.seed for r in recs})
     epochs = sorted({r.config.optim.epochs for r in recs})
     images = sorted({r.record.get("data", {}).get("train", {}).get("N") for r in recs} - {None})
-    commits = sorted({_commit(r) for r in recs})
     parts = [f"profile {_join(profiles)}",
              f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({_join(seeds)})",
              f"{'–'.join(map(str, epochs))} epochs"]
     if images:
         parts.append(f"{'–'.join(f'{n:,}' for n in images)} training images")
-    parts.append(f"commit{'s' if len(commits) > 1 else ''} {_join(commits)}")
     return ", ".join(parts)
+
+
+def _commits_text(by_name: dict[str, list]) -> str:
+    """"commit 34eed0b3", or per experiment when the runs were trained at different commits."""
+    commits = {name: sorted({_commit(r) for r in recs}) for name, recs in by_name.items()}
+    distinct = sorted({c for cs in commits.values() for c in cs})
+    if len(distinct) == 1:
+        return f"commit {distinct[0]}"
+    return "commits " + ", ".join(f"{_join(cs)} ({name})" for name, cs in commits.items())
 
 
 def evaluation_text(runs: dict) -> str:
     """How the runs were evaluated, in words: the training images on which BatchNorm statistics
     are re-estimated before every evaluation and (MCR²) the nearest subspaces are fitted
     (``EvalConfig.recalibrate_bn``, ``EvalConfig.fit_limit``; the faithfulness appendix lists both)."""
-    groups: dict[tuple, list[str]] = {}
+    groups: dict[tuple, list] = {}
     for name, recs in _by_experiment(runs).items():
         r = recs[0]
         n_train = r.record.get("data", {}).get("train", {}).get("N")
@@ -86,35 +94,52 @@ def evaluation_text(runs: dict) -> str:
             images = "all training images"
         else:
             images = f"the first {limit:,} training images"
-        groups.setdefault((r.config.eval.recalibrate_bn, r.config.loss.kind == "mcr2", images), []).append(name)
+        groups.setdefault((r.config.eval.recalibrate_bn, images), []).append((name, r.config.loss.kind == "mcr2"))
     texts = []
-    for (bn, mcr2, images), names in groups.items():
-        what = [w for w, on in (("BatchNorm statistics re-estimated", bn), ("nearest subspaces fitted", mcr2)) if on]
+    for (bn, images), members in groups.items():
+        mcr2 = [m for _, m in members]
+        what = ["BatchNorm statistics re-estimated"] if bn else []
+        if any(mcr2):
+            what.append("nearest subspaces fitted" + ("" if all(mcr2) else " (MCR² runs)"))
         if not what:
             continue
         text = f"{' and '.join(what)} on {images} before every evaluation"
-        texts.append(text if len(groups) == 1 else f"{', '.join(names)}: {text}")
+        texts.append(text if len(groups) == 1 else f"{', '.join(n for n, _ in members)}: {text}")
     return "; ".join(texts)
 
 
 def settings_text(runs: dict, evaluation: bool = True) -> str:
     """The settings a figure or table was made with, for its caption: per experiment, the
-    profile, seeds, epochs, training images and the commit that trained it (one clause when all
-    agree, else one per group of experiments), then :func:`evaluation_text` (``evaluation``).
+    profile, seeds, epochs and training images (one clause when all agree, else one per group
+    of experiments), the commit(s) that trained the runs, then :func:`evaluation_text`.
 
-    e.g. "profile paper, 1 seed (0), 30 epochs, 60,000 training images, commit 34eed0b3".
+    e.g. "profile paper, 1 seed (0), 30 epochs, 60,000 training images; commit 34eed0b3".
     """
+    by_name = _by_experiment(runs)
     groups: dict[str, list[str]] = {}
-    for name, recs in _by_experiment(runs).items():
+    for name, recs in by_name.items():
         groups.setdefault(_describe(recs), []).append(name)
     if len(groups) == 1:
         text = next(iter(groups))
     else:
         text = "; ".join(f"{', '.join(names)}: {desc}" for desc, names in groups.items())
+    text += f"; {_commits_text(by_name)}"
     if evaluation:
         ev = evaluation_text(runs)
         text += f"; {ev}" if ev else ""
     return text
+
+
+def tag_profiles(runs: dict, colors: dict | None = None) -> tuple[dict, dict | None]:
+    """When the runs of a figure come from different profiles, add each run's profile to its
+    label ("CE" -> "CE (paper)"), so a legend says which curve is at which scale; unchanged when
+    all share one profile. Returns the relabelled runs and ``colors`` keyed by the new labels."""
+    profiles = {label: " + ".join(sorted({r.config.profile for r in _as_list(recs)})) for label, recs in runs.items()}
+    if len(set(profiles.values())) <= 1:
+        return dict(runs), colors
+    new = {label: f"{label} ({profiles[label]})" for label in runs}
+    tagged = {new[label]: recs for label, recs in runs.items()}
+    return tagged, None if colors is None else {new.get(k, k): v for k, v in colors.items()}
 
 
 def mean_sd(values) -> tuple[float, float, int]:

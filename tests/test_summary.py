@@ -35,7 +35,7 @@ def fake(name, profile="smoke", seed=0, commit="0123456789abcdef", dirty=False, 
 def test_settings_name_profile_seeds_and_commit():
     runs = {"MCR²": [fake("cls_mnist_mcr2", seed=s) for s in (0, 1, 2)]}
     text = settings_text(runs, evaluation=False)
-    assert text == "profile smoke, 3 seeds (0, 1, 2), 4 epochs, 300 training images, commit 01234567"
+    assert text == "profile smoke, 3 seeds (0, 1, 2), 4 epochs, 300 training images; commit 01234567"
     assert "`" not in settings_text(runs)  # printed as well as glued: no raw Markdown
     dirty = settings_text({"x": [fake("cls_mnist_mcr2", dirty=True)]}, evaluation=False)
     assert "1 seed (0)" in dirty and "commit 01234567+dirty" in dirty
@@ -45,8 +45,9 @@ def test_settings_with_mixed_profiles_name_each_experiment():
     runs = {"CE": [fake("cls_mnist_ce", "paper", commit="aaaaaaaa11", train_n=60000)],
             "MCR²": [fake("cls_mnist_mcr2", "smoke")]}
     text = settings_text(runs, evaluation=False)
-    assert "cls_mnist_ce: profile paper, 1 seed (0), 100 epochs, 60,000 training images, commit aaaaaaaa" in text
+    assert "cls_mnist_ce: profile paper, 1 seed (0), 100 epochs, 60,000 training images" in text
     assert "cls_mnist_mcr2: profile smoke" in text
+    assert "commits aaaaaaaa (cls_mnist_ce), 01234567 (cls_mnist_mcr2)" in text
 
 
 def test_evaluation_choices_are_stated():
