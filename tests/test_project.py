@@ -81,7 +81,7 @@ def test_pins_satisfy_the_library_ranges_and_python():
     assert Version(conda_python) in SpecifierSet(project["requires-python"])
 
 
-def test_the_book_environment_has_a_notebook_front_end():
+def test_the_environment_has_a_notebook_front_end():
     """`make lab` / `jupyter lab`: JupyterLab and jupytext come with the book extra, which both
     `make venv` and environment.yml install (checked above)."""
     book = {Requirement(r).name.lower() for r in _pyproject()["project"]["optional-dependencies"]["book"]}
