@@ -160,6 +160,11 @@ def test_paper_subcommand_dispatches_to_mcr2_paper(monkeypatch):
     assert main(["paper", "--dry-run"]) == 0
 
 
+def test_paper_subcommand_bad_fields_are_named_without_a_traceback(capsys):
+    assert "seed=-1 is not valid" in refused(["paper", "--seeds", "-1", "--dry-run"], capsys)
+    assert "unknown field 'optim.nope'" in refused(["paper", "--set", "optim.nope=1", "--dry-run"], capsys)
+
+
 def test_a_tiny_run_with_overrides_writes_its_record(tmp_path, capsys):
     runs = tmp_path / "my-runs"
     assert main(["run", "seg_mnist_mcr2", *TINY, "--runs-dir", str(runs)]) == 0
