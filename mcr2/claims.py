@@ -503,8 +503,8 @@ def _claim6(records) -> Outcome:
     within_m = [w for _, w, _ in per["seg_bg_mcr2_masked"]]
     between_u = [b for b, _, _ in per["seg_bg_mcr2"]]
     within_u = [w for _, w, _ in per["seg_bg_mcr2"]]
-    tests = [below(between_m, COSINE_NEAR_ZERO, f"masked between |cos| − {COSINE_NEAR_ZERO:g}"),
-             welch(within_m, within_u, "within |cos| masked − unmasked")]
+    tests = [below(between_m, COSINE_NEAR_ZERO, f"masked between-class |cos| < {COSINE_NEAR_ZERO:g}"),
+             welch(within_m, within_u, "within-class |cos|, masked − unmasked")]
     sources = sorted({s for v in per.values() for _, _, s in v})
     text = (f"mean |cos| over digit blocks — masked: between {mean_sd_text(between_m)}, within {mean_sd_text(within_m)}; "
             f"unmasked: between {mean_sd_text(between_u)}, within {mean_sd_text(within_u)}"
@@ -713,7 +713,7 @@ def claim_quantities(records: dict, ids=None) -> pd.DataFrame:
 def _verdict_cell(row) -> str:
     if row["verdict"] != "inconclusive":
         return row["verdict"]
-    return f"inconclusive (leaning {row['leaning']})"
+    return "inconclusive (no leaning)" if row["leaning"] == "—" else f"inconclusive (leaning {row['leaning']})"
 
 
 def claims_table(records: dict, ids) -> pd.DataFrame:

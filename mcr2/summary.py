@@ -73,12 +73,14 @@ def _describe(recs: list) -> str:
 
 
 def _commits_text(by_name: dict[str, list]) -> str:
-    """"commit 34eed0b3", or per experiment when the runs were trained at different commits."""
-    commits = {name: sorted({_commit(r) for r in recs}) for name, recs in by_name.items()}
-    distinct = sorted({c for cs in commits.values() for c in cs})
-    if len(distinct) == 1:
-        return f"commit {distinct[0]}"
-    return "commits " + ", ".join(f"{_join(cs)} ({name})" for name, cs in commits.items())
+    """"commit 34eed0b3", or each commit with the experiments it trained when they differ."""
+    names: dict[str, list[str]] = {}
+    for name, recs in by_name.items():
+        for c in sorted({_commit(r) for r in recs}):
+            names.setdefault(c, []).append(name)
+    if len(names) == 1:
+        return f"commit {next(iter(names))}"
+    return "commits " + ", ".join(f"{c} ({', '.join(n)})" for c, n in names.items())
 
 
 def evaluation_text(runs: dict) -> str:
@@ -130,12 +132,13 @@ def settings_text(runs: dict, evaluation: bool = True) -> str:
     return text
 
 
-def tag_profiles(runs: dict, colors: dict | None = None) -> tuple[dict, dict | None]:
-    """When the runs of a figure come from different profiles, add each run's profile to its
-    label ("CE" -> "CE (paper)"), so a legend says which curve is at which scale; unchanged when
-    all share one profile. Returns the relabelled runs and ``colors`` keyed by the new labels."""
+def tag_profiles(runs: dict, colors: dict | None = None, always: bool = False) -> tuple[dict, dict | None]:
+    """When the runs of a figure come from different profiles (or ``always``, e.g. for one
+    panel of a figure whose other panels differ), add each run's profile to its label
+    ("CE" -> "CE (paper)"), so a legend says which curve is at which scale. Returns the
+    relabelled runs and ``colors`` keyed by the new labels."""
     profiles = {label: " + ".join(sorted({r.config.profile for r in _as_list(recs)})) for label, recs in runs.items()}
-    if len(set(profiles.values())) <= 1:
+    if len(set(profiles.values())) <= 1 and not always:
         return dict(runs), colors
     new = {label: f"{label} ({profiles[label]})" for label in runs}
     tagged = {new[label]: recs for label, recs in runs.items()}
@@ -180,7 +183,8 @@ def final_metric(records, column: str) -> tuple[float, float, int]:
 
 def final_metrics_table(runs: dict, columns: dict, report: dict | None = None, digits: int = 3,
                         numeric: bool = False) -> pd.DataFrame:
-    """One row per run, one column per metric: "mean ± sd" of the final value over seeds.
+    """One row per run (with its profile and number of records), one column per metric:
+    "mean ± sd" of the final value over the seeds that have one.
 
     columns: ``{column name in the table: history column}``, e.g. ``{"MNIST": "mnist_acc"}``.
     report: optional ``{label: {table column: value}}``: the report's numbers (floats, or text
@@ -190,7 +194,9 @@ def final_metrics_table(runs: dict, columns: dict, report: dict | None = None, d
     """
     rows, means = [], []
     for label, recs in runs.items():
-        row, mean_row = {"run": label, "seeds": len(recs) if isinstance(recs, (list, tuple)) else 1}, {"run": label}
+        recs = _as_list(recs)
+        profile = " + ".join(sorted({r.config.profile for r in recs}))
+        row, mean_row = {"run": label, "profile": profile, "seeds": len(recs)}, {"run": label}
         for name, column in columns.items():
             m, s, _ = final_metric(recs, column)
             row[name] = format_mean_sd(m, s, digits)

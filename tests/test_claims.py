@@ -356,7 +356,7 @@ def test_shared_subspace_fails_near_zero():
     recs = {"seg_bg_mcr2_masked": [shared_subspace_record("seg_bg_mcr2_masked", s) for s in range(3)],
             "seg_bg_mcr2": [shared_subspace_record("seg_bg_mcr2", s + 10) for s in range(3)]}
     r = row("6", recs)
-    assert r["verdict"] == "✗" and "masked between |cos|" in r["tests"]
+    assert r["verdict"] == "✗" and "masked between-class |cos|" in r["tests"]
     assert claim("6")(recs).tests[0].result == -1  # not near 0
 
 
@@ -487,14 +487,17 @@ def test_mixed_profiles_give_no_leaning():
 
 
 def test_chapter_views_say_what_the_ledger_says():
-    for recs in (full_records(), full_records(flip=True), full_records(seeds=1), full_records(profile="smoke")):
+    mixed = full_records()
+    mixed["cls_digits_ce"] = full_records(profile="smoke")["cls_digits_ce"]
+    for recs in (full_records(), full_records(flip=True), full_records(seeds=1), full_records(profile="smoke"), mixed):
         ledger = evaluate_claims(recs).set_index("claim")
         table = claims_table(recs, LABELS)
         firsts = table[table["claim"] != ""].set_index("claim")
         assert list(firsts.index) == LABELS
         for label in LABELS:
             v, lean = ledger.loc[label, "verdict"], ledger.loc[label, "leaning"]
-            expected = v if v != "inconclusive" else f"inconclusive (leaning {lean})"
+            expected = v if v != "inconclusive" else "inconclusive (no leaning)" if lean == "—" else \
+                f"inconclusive (leaning {lean})"
             assert firsts.loc[label, "verdict"] == expected
             assert f"**Claim {label}**: {expected}." in verdict_text(recs, [label])
     table = claims_table(full_records(seeds=1), ["5"])
