@@ -247,17 +247,22 @@ def import_pack(pack: Path, runs_dir: Path, costs_path: Path = COSTS_FILE) -> li
 
 def merge_costs(rows: list[dict], costs_path: Path = COSTS_FILE) -> dict:
     """Fold measured runs (name, wall_s, sharing, device) into the cost table: per experiment and
-    sharing level (rounded), the mean of what was measured there and then."""
+    sharing level (rounded), the mean over every run measured there (``runs`` counts them)."""
     costs = load_costs(costs_path)
+    counts = costs.setdefault("runs", {})
     for row in rows:
         if row.get("returncode") != 0 or not row.get("wall_s"):
-            continue
-        level = str(max(1, round(row["sharing"])))
-        per = costs["seconds"].setdefault(row["name"], {})
-        old = per.get(level)
-        per[level] = round(row["wall_s"] if old is None else (old + row["wall_s"]) / 2, 1)
-        costs["sources"][row["name"]] = f"measured {row.get('date', '')} on {row.get('device', '?')}".strip()
-        costs["device"] = row.get("device", costs.get("device"))
+            continue  # a run stopped at the deadline or failed says nothing about its cost
+        name, level = row["name"], str(max(1, round(row["sharing"])))
+        per, n_per = costs["seconds"].setdefault(name, {}), counts.setdefault(name, {})
+        n = n_per.get(level, 1 if level in per else 0)
+        per[level] = round((per.get(level, 0.0) * n + row["wall_s"]) / (n + 1), 1)
+        n_per[level] = n + 1
+        src = costs["sources"].get(name)
+        src = src if isinstance(src, dict) else ({"1": src} if src else {})
+        src[level] = f"measured {row.get('date', '')} on {row.get('device') or '?'}, {n + 1} run{'s' * (n > 0)}"
+        costs["sources"][name] = src
+        costs["device"] = row.get("device") or costs.get("device")
     Path(costs_path).write_text(json.dumps(costs, indent=1, sort_keys=True) + "\n")
     return costs
 
