@@ -348,7 +348,10 @@ def provenance(device) -> dict:
 
     from . import __version__
 
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    commit, status, source = _git("rev-parse", "HEAD"), _git("status", "--porcelain", "--untracked-files=no"), "git"
+    if commit is None and os.environ.get("MCR2_SOURCE_COMMIT"):
+        # No repository here: the code is `git archive` of this commit (tools/gpu_window.sh), clean by construction.
+        commit, status, source = os.environ["MCR2_SOURCE_COMMIT"].strip(), "", "git archive"
     dev = {"type": str(device)}
     if getattr(device, "type", str(device)) == "cuda":
         dev["name"] = torch.cuda.get_device_name(device)
@@ -360,8 +363,9 @@ def provenance(device) -> dict:
         dev["name"] = platform.processor() or platform.machine()
         dev["threads"] = torch.get_num_threads()
     return {
-        "git_commit": _git("rev-parse", "HEAD"),
+        "git_commit": commit,
         "git_dirty": None if status is None else bool(status),
+        "code_source": source if commit else None,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,

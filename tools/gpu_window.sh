@@ -3,9 +3,8 @@
 # train the missing paper-profile records inside what is left of the time, pack them for the way
 # back. Run from the repository root on the GPU machine (torch + torchvision are enough):
 #   bash tools/gpu_window.sh PACKED_DATA_DIR OUT_DIR [SECONDS] [JOBS]
-# PACKED_DATA_DIR: the packed data and unpack-data.sh (README, "Paper profile on a GPU machine").
+# PACKED_DATA_DIR: made here by tools/gpu_prepare.sh (packed data, unpack-data.sh, source.tar).
 # SECONDS (default 560): the whole script's wall time; the trainer gets what the set-up leaves.
-# The records are trained in a clean clone of the committed tree (repo.bundle), so each names its commit.
 # Back here: python -m mcr2 paper --import-pack OUT_DIR/records.tar.xz
 set -uo pipefail
 packed=$(cd "$1" && pwd); out=$(mkdir -p "$2" && cd "$2" && pwd); total=${3:-560}; jobs=${4:-4}
@@ -22,14 +21,17 @@ stamp data
 bash "$packed/unpack-data.sh" "$packed" /tmp/mcr2-data || { echo "data could not be rebuilt"; exit 1; }
 export MCR2_DATA=/tmp/mcr2-data
 
-# The committed tree travels as a bundle (git bundle create PACKED_DATA_DIR/repo.bundle HEAD): a
-# .git found on the GPU machine may be an older copy than the tree beside it.
-if [ -f "$packed/repo.bundle" ] && rm -rf /tmp/mcr2-snap && git clone -q "$packed/repo.bundle" /tmp/mcr2-snap; then
-  cd /tmp/mcr2-snap
+# The committed code travels as source.tar (tools/gpu_prepare.sh): a .git found on the GPU machine
+# can be an older copy than the tree beside it. Records are read from and written to this tree's
+# results/paper, and name the archive's commit (MCR2_SOURCE_COMMIT, see mcr2.records.provenance).
+runs_dir=$(pwd)/results/paper
+if [ -f "$packed/source.tar" ] && rm -rf /tmp/mcr2-src && mkdir -p /tmp/mcr2-src && tar xf "$packed/source.tar" -C /tmp/mcr2-src; then
+  export MCR2_SOURCE_COMMIT=$(cat "$packed/source.commit")
+  cd /tmp/mcr2-src
+  echo "code: commit $MCR2_SOURCE_COMMIT (source.tar)"
 else
-  echo "no repo.bundle: training in the tree as it came (its records' commit may not be this code's)"
+  echo "no source.tar: training in the tree as it came (its records' commit may not be this code's)"
 fi
-git log --oneline -1 2>/dev/null || true
 export PYTHONPATH=$(pwd)
 
 stamp bench_loss
@@ -41,5 +43,5 @@ for mode in off on; do timeout 60 python3 benchmarks/bench_train.py --device cud
 
 left=$((total - (SECONDS - start) - 10))
 stamp "paper (budget $left s, $jobs jobs)"
-python3 -m mcr2 paper --budget "$left" --jobs "$jobs" --pack "$out/records.tar.xz"
+python3 -m mcr2 paper --budget "$left" --jobs "$jobs" --runs-dir "$runs_dir" --pack "$out/records.tar.xz"
 stamp done

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Make the folder that travels to a GPU machine with the checkout: the packed data, its unpack
+# script, and the committed code as source.tar (results/ left out: the records travel in the tree).
+#   bash tools/gpu_prepare.sh [--classification-only] [DEST]      (DEST default: .gpudata)
+# --classification-only leaves out the CIFAR-100 pictures (18 MB instead of 57 MB): enough when
+# only classification records are missing. Checks that checkout + DEST fit the 64 MiB that travel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cls_only=0
+if [ "${1:-}" = "--classification-only" ]; then cls_only=1; shift; fi
+dest=${1:-.gpudata}
+packed=../shared/gpu
+[ -f "$packed/unpack-data.sh" ] || { echo "no $packed/unpack-data.sh: the packed data lives in ../shared/gpu" >&2; exit 1; }
+grep -qxF "/$dest/" .git/info/exclude 2>/dev/null || echo "/$dest/" >> .git/info/exclude
+rm -rf "$dest" && mkdir -p "$dest"
+cp "$packed/unpack-data.sh" "$dest/"
+for f in "$packed"/data/*; do
+  case "$(basename "$f")" in cifar*) [ $cls_only = 1 ] && continue ;; esac
+  cp "$f" "$dest/"
+done
+[ -z "$(git status --porcelain --untracked-files=no -- mcr2 benchmarks tools)" ] \
+  || echo "note: mcr2/, benchmarks/ or tools/ have uncommitted changes; source.tar holds HEAD only" >&2
+git archive --format=tar -o "$dest/source.tar" HEAD -- . ':(exclude)results'
+git rev-parse HEAD > "$dest/source.commit"
+tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+carried=$(du -sb "$dest" | cut -f1)
+total=$((tree + carried))
+printf 'travels: checkout %.1f MB + %s %.1f MB = %.1f MB of 67.1 MB (64 MiB)\n' \
+  "$(echo "$tree/1000000" | bc -l)" "$dest" "$(echo "$carried/1000000" | bc -l)" "$(echo "$total/1000000" | bc -l)"
+[ "$total" -le 67108864 ] || { echo "too large to travel: try --classification-only, or commit fewer records" >&2; exit 1; }
