@@ -213,7 +213,7 @@ def _read_artefacts(path: Path) -> dict:
 def _check_complete(path: Path, exp: Experiment, record: dict, history: pd.DataFrame, steps: pd.DataFrame) -> None:
     """What a complete record must hold; anything less is reported, never rendered."""
     key = config_key(exp)
-    if record.get("key") not in (None, key) or not path.name.endswith(f"-{key}"):
+    if record.get("key") not in (None, key) or f"seed{exp.seed}-{key}" not in path.name:  # .old-… too
         raise RecordCorrupt(path, f"its config's key is {key}, but the record says {record.get('key')!r} "
                                   f"and the folder is {path.name!r} (a config edited or copied by hand?)")
     wall = record.get("wall_time_s")

@@ -1,0 +1,291 @@
+"""Run records under faults: nothing complete is ever lost, and every unreadable record is named.
+
+Each test reproduces one fault (issue: "Run records and the CLI that never lose work") and checks
+either the clear error (RecordCorrupt names the folder and the way out) or the preserved record.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import mcr2.engine as engine
+import mcr2.records as records
+from mcr2.experiments import experiment
+from mcr2.metrics import cosine_abs_blocks
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_data = pytest.mark.skipif(not DATA.exists() and "MCR2_DATA" not in os.environ, reason="needs ../shared/data")
+TINY = {"data.train_limit": 40, "data.val_limit": 20, "optim.epochs": 2, "optim.batch_size": 20,
+        "model.width": 8, "model.feature_dim": 16, "eval.feature_samples": 300, "eval.feature_keep": 50}
+
+
+@pytest.fixture(autouse=True)
+def data_root(monkeypatch):
+    if "MCR2_DATA" not in os.environ:
+        monkeypatch.setenv("MCR2_DATA", str(DATA))
+
+
+@pytest.fixture(scope="module")
+def complete(tmp_path_factory):
+    """One complete tiny record (trained once), copied into each test's own runs dir."""
+    root = tmp_path_factory.mktemp("runs")
+    exp = experiment("seg_mnist_mcr2", "smoke", 0, **TINY)
+    engine.run(exp, root, progress="off")
+    return exp, root
+
+
+@pytest.fixture
+def rec(complete, tmp_path):
+    exp, root = complete
+    shutil.copytree(root, tmp_path / "runs")
+    return exp, tmp_path / "runs", records.record_dir(exp, tmp_path / "runs")
+
+
+def _no_training(monkeypatch):
+    monkeypatch.setattr(engine._Trainer, "train", lambda self: pytest.fail("trained although it must not"))
+
+
+# ------------------------------------------------------------------------------ loses data
+@needs_data
+def test_failed_retrain_keeps_the_complete_record(rec, monkeypatch):
+    exp, runs, path = rec
+    before = json.loads((path / "record.json").read_text())
+
+    def broken_data(self):
+        raise FileNotFoundError("MNIST is gone")
+
+    monkeypatch.setattr(engine._Trainer, "_load_data", broken_data)
+    with pytest.raises(FileNotFoundError):
+        engine.run(exp, runs, retrain=True, progress="off")
+    after = records.find_record(exp, runs)
+    assert after is not None and after.record["started"] == before["started"]
+    failed = list(path.parent.glob(f".failed-{path.name}-*"))
+    assert len(failed) == 1 and json.loads((failed[0] / "record.json").read_text())["status"] == "failed"
+
+
+@needs_data
+def test_interrupted_retrain_keeps_the_complete_record(rec, monkeypatch):
+    exp, runs, path = rec
+    started = json.loads((path / "record.json").read_text())["started"]
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine._Trainer, "_build_model", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run(exp, runs, retrain=True, progress="off")
+    assert records.find_record(exp, runs).record["started"] == started
+
+
+@needs_data
+@pytest.mark.parametrize("step", ["after the old record is set aside", "after the new one is renamed in"])
+def test_a_kill_at_any_step_of_a_replacement_leaves_a_complete_record(rec, monkeypatch, step):
+    exp, runs, path = rec
+    old = records.load_record(path)
+    real_rename, real_rmtree = Path.rename, shutil.rmtree
+
+    class Killed(BaseException):
+        pass
+
+    def rename(self, target):
+        out = real_rename(self, target)
+        if step == "after the old record is set aside" and Path(target).name.startswith(".old-"):
+            raise Killed
+        return out
+
+    def rmtree(p, *a, **k):
+        if step == "after the new one is renamed in" and Path(p).name.startswith(".old-"):
+            raise Killed
+        return real_rmtree(p, *a, **k)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    monkeypatch.setattr(records.shutil, "rmtree", rmtree)
+    with pytest.raises(Killed):
+        records.write_record(exp, runs, dict(old.record, started="new"), old.history.to_dict("records"),
+                             old.steps.to_dict("records"), old.artefacts)
+    monkeypatch.undo()
+    found = records.find_record(exp, runs)  # without the lock: read from wherever it is
+    assert found is not None and found.status == "complete"
+    with records.record_lock(exp, runs):  # the next holder tidies up
+        pass
+    assert records.find_record(exp, runs).path == path
+    assert not list(path.parent.glob(".old-*")) and not list(path.parent.glob(".tmp-*"))
+
+
+def test_stale_temporary_folders_are_removed_under_the_lock(tmp_path):
+    exp = experiment("seg_mnist_ce", "smoke", 0, **TINY)
+    final = records.record_dir(exp, tmp_path)
+    final.parent.mkdir(parents=True)
+    (final.parent / f".tmp-{final.name}-deadbeef").mkdir()
+    with records.record_lock(exp, tmp_path) as held:
+        assert held
+    assert not list(final.parent.glob(".tmp-*"))
+
+
+_CONCURRENT = textwrap.dedent("""
+    import json, sys
+    from mcr2.engine import run
+    from mcr2.experiments import experiment
+    exp = experiment("cls_mnist_ce", "smoke", 0, **json.loads(sys.argv[2]))
+    rec = run(exp, sys.argv[1], progress="off")
+    print(json.dumps({"started": rec.record["started"], "path": str(rec.path)}))
+""")
+
+
+@needs_data
+def test_two_identical_runs_at_once_train_once_and_keep_one_complete_record(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    tiny = json.dumps({**TINY, "eval.fit_limit": 40})
+    procs = [subprocess.Popen([sys.executable, "-c", _CONCURRENT, str(tmp_path), tiny], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    results = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
+    assert results[0] == results[1]  # the second waited for the lock and loaded the first's record
+    folder = Path(results[0]["path"]).parent
+    assert [p.name for p in folder.iterdir() if not p.name.endswith(".lock")] == [Path(results[0]["path"]).name]
+
+
+def test_an_unwritable_runs_dir_is_found_before_training(tmp_path, monkeypatch):
+    _no_training(monkeypatch)
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(OSError, match="cannot write run records"):
+        engine.run(experiment("cls_mnist_ce", "smoke", 0, **TINY), not_a_dir)
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    try:
+        if os.access(read_only, os.W_OK):  # root ignores permissions: nothing to test there
+            pytest.skip("running as root: a read-only folder is still writable")
+        with pytest.raises(OSError, match="cannot write run records"):
+            engine.run(experiment("cls_mnist_ce", "smoke", 0, **TINY), read_only)
+    finally:
+        read_only.chmod(0o700)
+
+
+# ------------------------------------------------------------------- unreadable records
+@needs_data
+@pytest.mark.parametrize("content", [b"", b'{"status": "comp', b"[]", b"\xff\xfe\x00garbage", b'{"config": {}}'])
+def test_corrupt_record_json_names_the_folder_and_the_way_out(rec, content):
+    exp, runs, path = rec
+    (path / "record.json").write_bytes(content)
+    with pytest.raises(records.RecordCorrupt, match=rf"{path.name}.*(retrain|delete)") as err:
+        records.find_record(exp, runs)
+    assert err.value.path == path
+
+
+@needs_data
+@pytest.mark.parametrize("fault", [
+    "unknown config field", "null wall time", "truncated artefacts", "garbage steps", "truncated history",
+    "missing history", "missing artefacts", "config of another key", "NaN history cells",
+])
+def test_damaged_record_contents_are_reported_not_rendered(rec, fault):
+    exp, runs, path = rec
+    meta = json.loads((path / "record.json").read_text())
+    if fault == "unknown config field":
+        meta["config"]["optim"]["warp_drive"] = 1
+    elif fault == "null wall time":
+        meta["wall_time_s"] = None
+    elif fault == "config of another key":
+        meta["config"]["optim"]["lr"] = 0.5
+    (path / "record.json").write_text(json.dumps(meta))
+    if fault == "truncated artefacts":
+        data = (path / "artefacts.npz").read_bytes()
+        (path / "artefacts.npz").write_bytes(data[: len(data) // 2])
+    elif fault == "garbage steps":
+        (path / "steps.npz").write_bytes(b"this is not a zip file")
+    elif fault == "truncated history":
+        lines = (path / "history.csv").read_text().splitlines()
+        (path / "history.csv").write_text("\n".join(lines[:-1]) + "\n")
+    elif fault == "missing history":
+        (path / "history.csv").unlink()
+    elif fault == "missing artefacts":
+        (path / "artefacts.npz").unlink()
+    elif fault == "NaN history cells":
+        lines = (path / "history.csv").read_text().splitlines()
+        header = lines[0].split(",")
+        cells = lines[-1].split(",")
+        cells[header.index("loss")] = ""
+        (path / "history.csv").write_text("\n".join(lines[:-1] + [",".join(cells)]) + "\n")
+    with pytest.raises(records.RecordCorrupt, match=path.name):
+        records.load_record(path)
+
+
+@needs_data
+def test_a_corrupt_record_is_not_silently_retrained_over(rec, monkeypatch):
+    exp, runs, path = rec
+    (path / "record.json").write_text("{")
+    _no_training(monkeypatch)
+    with pytest.raises(records.RecordCorrupt):
+        engine.run(exp, runs)
+
+
+@needs_data
+def test_storage_is_compact_and_reads_back(rec):
+    exp, runs, path = rec
+    loaded = records.load_record(path)
+    with np.load(path / "steps.npz") as npz:
+        assert npz["loss"].dtype == np.float32 and not any(v.dtype == object for v in npz.values())
+    assert loaded.artefacts["feature_sample"].dtype == np.float32
+    norms = np.linalg.norm(loaded.artefacts["feature_sample"], axis=1)
+    assert np.allclose(norms, 1, atol=0.05)  # int8 storage of unit rows: |error| ≤ 1/254 per component
+    k = exp.num_classes
+    assert loaded.artefacts["cosine_abs_mean"].shape == (k, k)
+
+
+def test_older_records_with_steps_csv_still_load(tmp_path):
+    """The first paper records were written with steps.csv; the loader reads both."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"epoch": [1, 1], "step": [1, 2], "loss": [0.5, 0.4], "R": [1.0, 1.1], "Rc": [0.5, 0.6],
+                          "delta_r": [0.5, 0.5], "mcr2_on": [True, True]})
+    frame.to_csv(tmp_path / "steps.csv", index=False)
+    assert records._read_steps(tmp_path).equals(frame)
+
+
+# --------------------------------------------------------- mean |cos| per class block (Figure 7)
+def _reference_abs_blocks(Z, labels, k):
+    Z = Z.double() / Z.double().norm(dim=1, keepdim=True)
+    cos = (Z @ Z.T).abs()
+    out = torch.full((k, k), float("nan"), dtype=torch.float64)
+    for i in range(k):
+        for j in range(k):
+            a, b = (labels == i).nonzero().flatten(), (labels == j).nonzero().flatten()
+            block = cos[a][:, b]
+            if i == j:
+                block = block[~torch.eye(len(a), dtype=torch.bool)]
+            if block.numel():
+                out[i, j] = block.mean()
+    return out
+
+
+def test_cosine_abs_blocks_matches_the_float64_pairwise_reference():
+    g = torch.Generator().manual_seed(0)
+    Z = torch.randn(300, 12, generator=g)
+    labels = torch.randint(0, 5, (300,), generator=g)
+    labels[labels == 4] = 3  # class 4 empty: NaN row and column
+    labels[0] = 4  # ... but one sample: no within-class pair
+    got = cosine_abs_blocks(Z, labels, 5, chunk=64)
+    want = _reference_abs_blocks(Z, labels, 5)
+    assert torch.allclose(got, want, atol=1e-6, equal_nan=True)
+    assert torch.isnan(got[4, 4]) and torch.isfinite(got[4, 0])
+
+
+def test_cosine_abs_blocks_sees_classes_sharing_one_subspace():
+    """The signed mean of a class spread symmetrically over a shared subspace cancels to ≈ 0;
+    the mean |cos| does not: between-class equals within-class."""
+    g = torch.Generator().manual_seed(1)
+    basis = torch.linalg.qr(torch.randn(64, 11, generator=g))[0]  # one 11-dim subspace of R^64
+    Z = torch.randn(2000, 11, generator=g) @ basis.T
+    labels = torch.arange(2000) % 10
+    blocks = cosine_abs_blocks(Z, labels, 10)
+    off = blocks[~torch.eye(10, dtype=torch.bool)]
+    assert off.mean() > 0.2 and abs(off.mean() - blocks.diagonal().mean()) < 0.01
