@@ -4,7 +4,8 @@ models and training sections, and "Known faults in the authors' code").
 ``DEVIATIONS`` has one entry per difference: what the report says, what the authors' code
 (Axquaris/mcr2-semseg) does, what this library does by default, and the switch that gives the
 other behaviour (``None`` where the authors' behaviour is a fault that is not offered).
-``deviations_table()`` gives it as a pandas DataFrame for the book's appendix.
+``deviations_table(effects)`` gives it as a pandas DataFrame for the book's appendix, with the
+effects measured from run records where the appendix measures them (never typed here).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 
 from .experiments import PROFILES
 
-__all__ = ["DEVIATIONS", "deviations_table"]
+__all__ = ["DEVIATIONS", "BATCHNORM_TOPIC", "FIT_TOPIC", "deviations_table"]
 
 
 def _smoke_scale() -> str:
@@ -24,8 +25,12 @@ def _smoke_scale() -> str:
             f"masking threshold {seg['loss']['mask_threshold']}")
 
 
+BATCHNORM_TOPIC = "BatchNorm statistics at evaluation"
+FIT_TOPIC = "Images the nearest subspaces are fitted on"
+
 #: kind: "report vs code" (both are defensible; the report is the default unless said otherwise),
-#: "fault" (a bug in the authors' code; fixed here, not offered) or "profile" (the smoke profile's
+#: "fault" (a bug in the authors' code; fixed here, not offered), "this book's choice" (a setting
+#: that neither the report nor the authors' code fixes) or "profile" (the smoke profile's
 #: departure from the report's scale, made so that a CPU renders the book in minutes).
 DEVIATIONS: list[dict] = [
     dict(topic="Background pictures", kind="report vs code",
@@ -98,20 +103,49 @@ DEVIATIONS: list[dict] = [
          authors="'mnist' matched 'qmnist' by substring",
          default="exact names, anything else is an error",
          switch=None),
+    dict(topic="Epochs", kind="this book's choice",
+         report="not stated",
+         authors=f"{PROFILES['paper']['classification']['optim']['epochs']} for classification; segmentation: not stated",
+         default=(f"paper profile: {PROFILES['paper']['classification']['optim']['epochs']} for classification "
+                  f"(the authors' code), {PROFILES['paper']['segmentation']['optim']['epochs']} for segmentation "
+                  f"(this book's choice)"),
+         switch="OptimConfig.epochs"),
+    dict(topic=BATCHNORM_TOPIC, kind="this book's choice",
+         report="not stated",
+         authors="— (in eval mode PyTorch reads the running averages kept during training)",
+         default=("re-estimated (cumulative average over one pass in training mode) on the training images the "
+                  "classifier is fitted on, before every evaluation"),
+         switch="EvalConfig.recalibrate_bn = False"),
+    dict(topic=FIT_TOPIC, kind="this book's choice",
+         report="not stated",
+         authors="second moments accumulated over the training batches (and the validation ones: the leak above)",
+         default=(f"the first {PROFILES['paper']['classification']['eval']['fit_limit']:,} (classification) / "
+                  f"{PROFILES['paper']['segmentation']['eval']['fit_limit']:,} (segmentation) training images at the "
+                  f"paper profile; all of them on the smoke profile"),
+         switch="EvalConfig.fit_limit (None = all training images)"),
     dict(topic="Scale of the smoke profile", kind="profile",
-         report="ResNet18 / U-Net at width 64, d = 128, 100 / 30 epochs",
-         authors="as the report",
+         report="ResNet18 and U-Net (§2.1, §2.2); widths, d and epochs not stated",
+         authors="width 64, d = 128",
          default=_smoke_scale(),
-         switch='profile = "paper" (the report\'s scale, for a GPU)'),
+         switch='profile = "paper" (the authors\' widths and d, for a GPU)'),
 ]
 
 _COLUMNS = {"topic": "topic", "kind": "kind", "report": "the report says", "authors": "the authors' code does",
             "default": "this book does by default", "switch": "switch for the other behaviour"}
 
 
-def deviations_table() -> pd.DataFrame:
-    """``DEVIATIONS`` with readable column names; a missing switch reads "— (fault, not offered)"."""
+def deviations_table(effects: dict[str, str] | None = None) -> pd.DataFrame:
+    """``DEVIATIONS`` with readable column names; a missing switch reads "— (fault, not offered)".
+
+    effects: ``{topic: text}``, the measured effect of a deviation (computed from run records by
+    the caller), shown in a "measured effect" column ("—" for the others). Unknown topics raise.
+    """
     frame = pd.DataFrame(DEVIATIONS)[list(_COLUMNS)].rename(columns=_COLUMNS)
     col = _COLUMNS["switch"]
     frame[col] = frame[col].fillna("— (fault, not offered)")
+    if effects:
+        unknown = set(effects) - set(frame["topic"])
+        if unknown:
+            raise KeyError(f"no deviation {', '.join(sorted(unknown))}; topics: {', '.join(frame['topic'])}")
+        frame["measured effect"] = frame["topic"].map(effects).fillna("—")
     return frame

@@ -264,6 +264,12 @@ def test_head_collapse_is_labelled_with_its_epochs():
     assert "never recovered" in masking_events(dead).label()
     healthy = masked([acc], fg=[0.5] * 8, bg_acc=[0.99] * 8)["seg_bg_mcr2_masked"][0]
     assert masking_events(healthy).label() == ""
+    # The ledger's note: one line per experiment, seeds grouped by the epochs of their collapse.
+    other = masked([acc], fg=fg, bg_acc=bg)["seg_bg_mcr2_masked"][0]
+    other.config = other.config.replace(seed=1)
+    notes = run_notes({"seg_bg_mcr2_masked": [rec, other, healthy]}, ["seg_bg_mcr2_masked"])
+    assert notes == ["seg_bg_mcr2_masked: after the switch the head called (almost) every pixel background, then "
+                     "recovered (seeds 0, 1: epochs 4–6)"]
 
 
 # --------------------------------------------------------------------------- claim 5
@@ -393,7 +399,7 @@ def test_records_without_the_statistic_fall_back_to_their_stored_pixels():
     between, within, source = digit_cosine(rec)
     assert between == pytest.approx(0.0, abs=1e-3) and within > 0.3
     assert "stored pixels" in source and "400" in source
-    assert "stored pixels" in row("6", {"seg_bg_mcr2_masked": [rec], "seg_bg_mcr2": [rec]})["our value"]
+    assert "pixels each run stores" in row("6", {"seg_bg_mcr2_masked": [rec], "seg_bg_mcr2": [rec]})["our value"]
 
 
 def test_cosine_summary_reads_absolute_block_means():
