@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from mcr2 import engine
+from mcr2 import training
 from mcr2.engine import _Trainer, resolve_device
 from mcr2.experiments import experiment
 from mcr2.loss import rate_reduction
@@ -80,9 +80,9 @@ def main():
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=None, help="override the profile's batch size")
     parser.add_argument("--cudnn-benchmark", choices=["on", "off"], default="on",
-                        help="cuDNN algorithm timing (the engine's mcr2.engine.CUDNN_BENCHMARK; CUDA only)")
+                        help="cuDNN algorithm timing (mcr2.training.CUDNN_BENCHMARK; CUDA only)")
     args = parser.parse_args()
-    engine.CUDNN_BENCHMARK = args.cudnn_benchmark == "on"
+    training.CUDNN_BENCHMARK = args.cudnn_benchmark == "on"
     device = resolve_device(args.device)
     profile = args.profile or ("paper" if device.type == "cuda" else "smoke")
     print(f"device: {device_name(device)}; torch {torch.__version__}; profile {profile}; "

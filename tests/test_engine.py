@@ -7,6 +7,8 @@ import pytest
 import torch
 
 import mcr2.engine as engine
+import mcr2.masking as masking
+from mcr2.loss import MCR2Loss
 import mcr2.records as records
 from mcr2.config import config_key, experiment_from_dict
 from mcr2.experiments import EXPERIMENTS, experiment
@@ -86,13 +88,13 @@ def test_same_seed_same_history_on_cpu(tmp_path):
 
 
 def test_nan_loss_fails_the_run_with_a_clear_error(tmp_path, monkeypatch):
-    real = engine.MCR2Loss.forward
+    real = MCR2Loss.forward
 
     def poisoned(self, Z, labels, weights=None):
         out = real(self, Z, labels, weights)
         return out._replace(loss=out.loss * float("nan"))
 
-    monkeypatch.setattr(engine.MCR2Loss, "forward", poisoned)
+    monkeypatch.setattr(MCR2Loss, "forward", poisoned)
     exp = tiny("cls_mnist_mcr2")
     with pytest.raises(engine.TrainingDiverged, match=r"loss became nan at epoch 1"):
         engine.run(exp, tmp_path, progress="off")
@@ -119,7 +121,7 @@ def test_interrupted_write_leaves_no_complete_record(tmp_path, monkeypatch):
 
 def test_masking_switch_fires_exactly_at_the_threshold(tmp_path, monkeypatch):
     accuracies = iter([0.5, 0.98, 0.99, 0.995])
-    monkeypatch.setattr(engine, "background_check", lambda *a, **k: next(accuracies))
+    monkeypatch.setattr(masking, "background_check", lambda *a, **k: next(accuracies))
     exp = tiny("seg_bg_mcr2_masked", **{"optim.epochs": 4, "loss.mask_threshold": 0.99})
     rec = engine.run(exp, tmp_path, progress="off")
     assert rec.record["events"]["mask_switch_epoch"] == 3

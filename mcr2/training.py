@@ -1,0 +1,313 @@
+"""One training run, step by step, into a run record (what :func:`mcr2.engine.run` calls).
+
+The trainer holds the model, data and optimiser of one :class:`~mcr2.config.Experiment`; its
+seams are the step (:meth:`_Trainer._step_loss`), the evaluation (:class:`mcr2.evaluation.Evaluation`),
+the masking switch (:class:`mcr2.masking.MaskSwitch`) and the record (:meth:`_Trainer._record`).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from . import data as mcr2_data
+from .config import CODE_VERSION, Experiment, config_key
+from .evaluation import Evaluation
+from .loss import MCR2Loss, pooled_rows, rate_reduction
+from .masking import MaskSwitch
+from .models import ClassifierHead, ResNet18Features, UNet
+from .records import RunRecord, load_record, provenance, record_dir, write_record
+
+__all__ = ["TrainingDiverged", "CUDNN_BENCHMARK"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the run's record is marked failed."""
+
+
+class _Progress:
+    def __init__(self, mode: str, exp: Experiment):
+        if mode == "auto":
+            mode = "bar" if _interactive() else "lines"
+        if mode not in ("bar", "lines", "off"):
+            raise ValueError(f"progress must be 'auto', 'bar', 'lines' or 'off', got {mode!r}")
+        self.mode, self.exp = mode, exp
+        self.bar = None
+
+    def start_epoch(self, epoch: int, steps: int):
+        if self.mode == "bar":
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=steps, desc=f"{self.exp.name} s{self.exp.seed} epoch {epoch}", leave=False)
+
+    def step(self):
+        if self.bar is not None:
+            self.bar.update()
+
+    def end_epoch(self, epoch: int, line: str):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.mode != "off":
+            print(f"[{self.exp.name} seed {self.exp.seed}] epoch {epoch}/{self.exp.optim.epochs} {line}", flush=True)
+
+
+def _interactive() -> bool:
+    if sys.stderr.isatty():
+        return True
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        return False
+    # A live Jupyter kernel; papermill executions pass progress="lines" explicitly.
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _fmt(x) -> str:
+    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
+
+
+#: On CUDA, let cuDNN time its convolution algorithms once per shape and keep the fastest: the
+#: batch shapes of a run are fixed, so the timing pays back within the first epoch.
+CUDNN_BENCHMARK = True
+
+
+class _Trainer(Evaluation):
+    def __init__(self, exp: Experiment, runs_dir: Path, device: torch.device, progress: str):
+        self.exp, self.runs_dir, self.device = exp, runs_dir, device
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = CUDNN_BENCHMARK
+        self.progress = _Progress(progress, exp)
+        self.seg = exp.data.task == "segmentation"
+        self.k = exp.num_classes
+        self.use_amp = exp.optim.amp and device.type == "cuda"
+        self.channels_last = self.use_amp
+        # Under torchrun: one process per device, each a share of every batch; rank 0 records.
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+
+    # ---- set-up ------------------------------------------------------------------------
+    def _load_data(self):
+        d = self.exp.data
+        common = dict(usps_layout=d.usps_layout)
+        if self.seg:
+            train = mcr2_data.segmentation(d.train_domain, "train", d.background, seed=d.seed, limit=d.train_limit, **common)
+            vals = {dom: mcr2_data.segmentation(dom, "test", d.background, seed=d.seed, limit=d.val_limit, **common) for dom in d.val_domains}
+        else:
+            train = mcr2_data.digits(d.train_domain, "train", seed=d.seed, limit=d.train_limit, **common)
+            vals = {dom: mcr2_data.digits(dom, "test", seed=d.seed, limit=d.val_limit, **common) for dom in d.val_domains}
+        self.sources = {"train": train.source, **{f"val_{k}": v.source for k, v in vals.items()}}
+        # The whole split as tensors on the device: no DataLoader between the data and the GPU.
+        self.X, self.Y = train.tensors(self.device)
+        self.val = {dom: v.tensors(self.device) for dom, v in vals.items()}
+        self.in_channels = self.X.shape[1]
+
+    def _build_model(self):
+        m, loss = self.exp.model, self.exp.loss
+        torch.manual_seed(self.exp.seed)
+        normalize = loss.kind == "mcr2"  # CE learns unconstrained features for its head
+        if m.arch == "resnet18":
+            self.model = ResNet18Features(self.in_channels, m.feature_dim, m.width, normalize=normalize)
+        elif m.arch == "unet":
+            self.model = UNet(self.in_channels, m.feature_dim, m.width, m.depth,
+                              background_head=loss.background_mask is not None, normalize=normalize)
+        else:
+            raise ValueError(f"unknown model.arch {m.arch!r}: 'resnet18' or 'unet'")
+        self.head = ClassifierHead(m.feature_dim, self.k, m.head_hidden) if loss.kind == "ce" else None
+        if loss.kind not in ("ce", "mcr2"):
+            raise ValueError(f"unknown loss.kind {loss.kind!r}: 'ce' or 'mcr2'")
+        if loss.background_mask not in (None, "predicted", "ground_truth"):
+            raise ValueError(f"unknown loss.background_mask {loss.background_mask!r}")
+        if loss.background_mask is not None and (loss.kind != "mcr2" or not self.seg):
+            raise ValueError("background masking applies to MCR² segmentation only")
+        modules = nn.ModuleList([self.model] + ([self.head] if self.head is not None else []))
+        modules.to(self.device)
+        if self.channels_last:
+            modules.to(memory_format=torch.channels_last)
+        self.modules = modules
+        # Training forwards go through DDP (gradients averaged across ranks); evaluation uses the
+        # plain modules, identical on every rank.
+        wrap = (lambda mod: DistributedDataParallel(mod)) if self.world > 1 else (lambda mod: mod)
+        self.train_model = wrap(self.model)
+        self.train_head = wrap(self.head) if self.head is not None else None
+        o = self.exp.optim
+        if o.optimizer == "sgd":
+            self.opt = torch.optim.SGD(modules.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        elif o.optimizer == "adam":
+            self.opt = torch.optim.Adam(modules.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        else:
+            raise ValueError(f"unknown optim.optimizer {o.optimizer!r}: 'sgd' or 'adam'")
+        self.sched = torch.optim.lr_scheduler.ExponentialLR(self.opt, gamma=o.lr_decay)
+        # Distributed MCR² is the loss of the global batch on every rank; DDP averages gradients
+        # over ranks, so the MCR² term is scaled by the world size to give the global gradient.
+        self.mcr2 = MCR2Loss(self.k, eps_sq=loss.eps_sq, gamma=loss.gamma, distributed=self.world > 1)
+        if loss.mcr2_resolution is not None and not self.seg:
+            raise ValueError("loss.mcr2_resolution applies to segmentation only")
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_amp else nullcontext()
+
+    def _prep(self, x):
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    # ---- one step ----------------------------------------------------------------------
+    def _features(self, x, train: bool = False):
+        """Model output as rows: (B, d) or (B, d, H, W) -> (B·H·W, d), plus background logits."""
+        out = (self.train_model if train else self.model)(self._prep(x))
+        if self.seg:
+            feats, bg = out.features, out.background_logits
+            return feats, feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1]), bg
+        return out, out, None
+
+    def _mcr2_term(self, feats, Z, y, keep=None):
+        """MCR² over the pixels kept (all when ``keep`` is None), at full or pooled resolution."""
+        res = self.exp.loss.mcr2_resolution
+        if res is None:
+            return self.mcr2(Z, y.reshape(-1), weights=None if keep is None else keep.reshape(-1))
+        labels = y if keep is None else torch.where(keep, y, torch.full_like(y, -1))
+        Zp, lp, wp = pooled_rows(feats, labels, res, self.k)  # (B·res², d): fewer rows, same classes
+        return self.mcr2(Zp, lp, weights=wp)
+
+    def _step_loss(self, x, y):
+        """(loss to back-propagate, loss to log, monitored R/Rc of the batch)."""
+        loss_cfg = self.exp.loss
+        with self._autocast():
+            feats, Z, bg = self._features(x, train=True)
+            labels = y.reshape(-1)
+            if loss_cfg.kind == "ce":
+                logits = self.train_head(feats)
+                loss = F.cross_entropy(logits.float(), y)
+                with torch.no_grad():
+                    rr = rate_reduction(F.normalize(Z.detach().float(), dim=1), labels, self.k, loss_cfg.eps_sq)
+                return loss, loss, rr
+            if bg is None:
+                rr = self._mcr2_term(feats, Z, y)
+                return self.world * rr.loss, rr.loss, rr
+            # Background masking: CE on the head; MCR² over foreground pixels once switched on.
+            fg_true = y > 0
+            loss = F.cross_entropy(bg.float(), fg_true.long())
+            if not self.mask_on:
+                with torch.no_grad():
+                    rr = rate_reduction(Z.detach(), labels, self.k, loss_cfg.eps_sq, weights=fg_true.reshape(-1))
+                return loss, loss, rr
+            keep = fg_true if loss_cfg.background_mask == "ground_truth" else bg.detach().argmax(1) == 1
+            rr = self._mcr2_term(feats, Z, y, keep)
+            lam = loss_cfg.mcr2_weight
+            return loss + lam * self.world * rr.loss, loss + lam * rr.loss, rr
+
+    # ---- evaluation --------------------------------------------------------------------
+
+    def _record(self, started: float) -> dict:
+        """The record's header: identity, resolved config and provenance (filled in as it runs)."""
+        exp = self.exp
+        return {
+            "status": "running",
+            "name": exp.name,
+            "profile": exp.profile,
+            "seed": exp.seed,
+            "key": config_key(exp),
+            "code_version": CODE_VERSION,
+            "config": exp.to_dict(),
+            "provenance": provenance(self.device),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        }
+
+    def _epoch(self, epoch: int) -> torch.Tensor:
+        """One pass over the training split in a seeded order; the per-step logs (loss, R, Rc, ΔR)
+        stay on the device until the epoch ends (one host sync per epoch)."""
+        exp, n, bs = self.exp, self.X.shape[0], self.exp.optim.batch_size
+        g = torch.Generator().manual_seed(exp.seed * 100_003 + epoch)
+        perm = torch.randperm(n, generator=g).to(self.device)
+        batches = [perm[i:i + bs] for i in range(0, n, bs)]
+        self.progress.start_epoch(epoch, len(batches))
+        logs = torch.zeros(len(batches), 4, device=self.device)  # loss, R, Rc, ΔR per step
+        for s, idx in enumerate(batches):
+            idx = idx[self.rank::self.world]  # this rank's share of the batch
+            loss, logged, rr = self._step_loss(self.X[idx], self.Y[idx])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            logs[s] = torch.stack([logged.detach().float(), rr.discriminative.detach(), rr.compressive.detach(), rr.delta_r.detach()])
+            self.progress.step()
+        logs = logs.cpu()
+        if not torch.isfinite(logs[:, 0]).all():
+            bad = int((~torch.isfinite(logs[:, 0])).nonzero()[0])
+            raise TrainingDiverged(
+                f"{exp.name} (seed {exp.seed}): the loss became {logs[bad, 0].item()} at epoch {epoch}, "
+                f"step {bad + 1}; try a lower optim.lr (now {exp.optim.lr})"
+            )
+        self.sched.step()
+        return logs
+
+    def train(self) -> RunRecord:
+        exp = self.exp
+        started = time.time()
+        record = self._record(started)
+        history, steps = [], []
+        try:
+            self._load_data()
+            record["data"] = self.sources
+            self._build_model()
+            record["parameters"] = sum(p.numel() for p in self.modules.parameters())
+            switch = MaskSwitch(exp, *self.val[exp.data.val_domains[0]])
+            self.mask_on = switch.on
+            images_seen, train_seconds = 0, 0.0
+            for epoch in range(1, exp.optim.epochs + 1):
+                t0 = time.perf_counter()
+                logs = self._epoch(epoch)
+                images_seen += self.X.shape[0]
+                train_seconds += time.perf_counter() - t0
+                first = (epoch - 1) * len(logs)
+                for s in range(len(logs)):
+                    steps.append({"epoch": epoch, "step": first + s + 1, "loss": logs[s, 0].item(),
+                                  "R": logs[s, 1].item(), "Rc": logs[s, 2].item(), "delta_r": logs[s, 3].item(),
+                                  "mcr2_on": bool(self.mask_on)})
+                row = {"epoch": epoch, "loss": logs[:, 0].mean().item(), "R": logs[:, 1].mean().item(),
+                       "Rc": logs[:, 2].mean().item(), "delta_r": logs[:, 3].mean().item(),
+                       "lr": self.opt.param_groups[0]["lr"], "mcr2_on": bool(self.mask_on)}
+                if switch.enabled:
+                    self.modules.eval()
+                    row["bg_check_acc"] = switch.check(self.model, self._prep, epoch, self.world, self.device)
+                    self.modules.train()
+                    self.mask_on = switch.on  # MCR² from the next epoch on
+                if epoch % exp.eval.every == 0 or epoch == exp.optim.epochs:
+                    row.update(self._evaluate())
+                row["seconds"] = time.perf_counter() - t0
+                history.append(row)
+                shown = {k: v for k, v in row.items() if k.endswith(("_acc",)) and "class" not in k}
+                self.progress.end_epoch(epoch, f"loss {_fmt(row['loss'])} R {_fmt(row['R'])} Rc {_fmt(row['Rc'])} "
+                                        + " ".join(f"{k} {_fmt(v)}" for k, v in shown.items()))
+            record["summary"] = {k: v for k, v in history[-1].items() if k not in ("epoch", "seconds")}
+            record["events"] = {"mask_switch_epoch": switch.switch_epoch}
+            record["wall_time_s"] = time.time() - started
+            record["train_images_per_s"] = images_seen / max(train_seconds, 1e-9)
+            record["status"] = "complete"
+            record["world_size"] = self.world
+            artefacts = self._artefacts()
+            path = record_dir(exp, self.runs_dir)
+            if self.rank == 0:  # one record per run, written by rank 0 only
+                path = write_record(exp, self.runs_dir, record, history, steps, artefacts)
+            if self.world > 1:
+                dist.barrier()
+            return load_record(path)
+        except BaseException as err:
+            record["status"] = "failed"
+            record["error"] = f"{type(err).__name__}: {err}"
+            record["wall_time_s"] = time.time() - started
+            try:
+                if self.rank == 0:  # never over a complete record: write_record puts it beside
+                    write_record(exp, self.runs_dir, record, history, steps, {})
+            except Exception:  # never hide the original error behind a failure to record it
+                pass
+            raise
