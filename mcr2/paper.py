@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import ConfigError, parse_overrides
 from .experiments import EXPERIMENTS, PROFILE_SEEDS, experiment
 from .records import check_runs_dir, default_runs_dir, find_record, load_record, record_dir
 
@@ -396,13 +397,12 @@ def main_from_args(args: argparse.Namespace) -> int:
         raise SystemExit(f"--jobs must be ≥ 1, got {args.jobs}")
     if args.budget is not None and not args.budget > 0:
         raise SystemExit(f"--budget must be a positive number of seconds, got {args.budget}")
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        try:
-            overrides[key] = json.loads(value) if sep else None
-        except json.JSONDecodeError:
-            raise SystemExit(f"--set {item!r}: the value must be JSON (strings in quotes: {key}='\"text\"')") from None
+    try:
+        overrides = parse_overrides(args.set)
+    except ConfigError as err:
+        raise SystemExit(str(err)) from None
+    if any(seed < 0 for seed in args.seeds):
+        raise SystemExit(f"--seeds must be ≥ 0, got {args.seeds}")
     costs = load_costs()
     plan = plan_runs(args.seeds, runs_dir, costs, args.jobs, args.only, overrides)
     print_plan(plan, args.budget, args.jobs)

@@ -75,6 +75,10 @@ def test_paper_scale_on_a_cpu_is_refused_with_guidance(tmp_path):
         _main("--budget", -5, "--runs-dir", tmp_path)
     with pytest.raises(SystemExit, match="JSON"):
         _main("--set", "data.background=cifar10", "--dry-run", "--runs-dir", tmp_path)
+    with pytest.raises(SystemExit, match="unknown|not a field|valid"):
+        _main("--set", "optim.nope=1", "--dry-run", "--runs-dir", tmp_path)
+    with pytest.raises(SystemExit, match="seeds"):
+        _main("--seeds", "-1", "--dry-run", "--runs-dir", tmp_path)
 
 
 def test_no_run_starts_that_cannot_finish_in_the_budget(tmp_path, capsys):
@@ -120,7 +124,9 @@ def test_two_jobs_train_each_record_once_pack_it_and_a_rerun_continues(tmp_path,
     added = paper.import_pack(pack, tmp_path / "imported", costs_file)
     assert sorted(p.name for p in added) == sorted(p.name for p in made)
     merged = json.loads(costs_file.read_text())
-    assert set(names) <= set(merged["seconds"]) and "measured" in merged["sources"]["seg_mnist_ce"]
+    assert set(names) <= set(merged["seconds"])
+    assert all("measured" in text for name in names for text in merged["sources"][name].values())
+    assert all(sum(merged["runs"][name].values()) == 1 for name in names)
     assert paper.import_pack(pack, tmp_path / "imported", costs_file) == []  # kept, not overwritten
 
 
