@@ -17,19 +17,21 @@
 # differ from the authors' code.
 
 # %% tags=["parameters"]
-profile = "smoke"  # smoke | paper: the smoke profile counts classes on the first `count_limit` images
+profile = "auto"  # auto | smoke | paper: smoke counts classes on the first `count_limit` images, the others on all
 seed = 0  # seed of the background pictures and crops (the runs use 0)
 samples = 8  # images shown per dataset
-count_limit = None  # images per split for counts and mean images (None: 2 000 on smoke, all on paper)
+count_limit = None  # images per split for counts and mean images (None: 2 000 on smoke, all otherwise)
 progress = "auto"  # unused here (no training); kept so every chapter takes the same parameters
 
 # %%
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import display
 from myst_nb import glue
 
 from mcr2 import data as mdata
@@ -54,13 +56,19 @@ train_sets = {
 backgrounds = mdata.segmentation("mnist", "test", background="cifar100", seed=seed, limit=samples)
 plain = mdata.segmentation("mnist", "test", seed=seed, limit=samples)
 usps_seg = mdata.segmentation("usps", "test", seed=seed, limit=samples)
+def file_names(paths):
+    """The files' names without their folders: the table stays narrow enough for the page."""
+    return ", ".join(Path(p).name for p in paths)
+
+
+sets = {**{f"{k} (train)": v for k, v in train_sets.items()}, **{f"{k} (test)": v for k, v in test_sets.items()}}
 sources = pd.DataFrame(
-    [{"dataset": name, "split": ds.source["split"], "items": len(ds), "files": ", ".join(ds.source["files"])}
-     for name, ds in {**{f"{k} (train)": v for k, v in train_sets.items()}, **{f"{k} (test)": v for k, v in test_sets.items()}}.items()]
-    + [{"dataset": "MNIST on backgrounds (test)", "split": "test", "items": len(backgrounds),
-        "files": ", ".join(backgrounds.source["files"]) + f" + {backgrounds.source.get('background_source')}"}]
-)
-sources
+    [{"dataset": name, "items": len(ds), "files": file_names(ds.source["files"])} for name, ds in sets.items()]
+    + [{"dataset": "MNIST on backgrounds (test)", "items": len(backgrounds),
+        "files": file_names(backgrounds.source["files"]) + f" + {backgrounds.source.get('background_source')}"}]
+).set_index("dataset")
+with pd.option_context("display.max_colwidth", None):  # every file name in full
+    display(sources)
 
 # %% [markdown]
 # The backgrounds come from the file named in the last row: torchvision's `cifar-100-python` when
