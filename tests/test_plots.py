@@ -26,11 +26,20 @@ from mcr2.plots import (  # noqa: E402
     plot_foreground_accuracy,
     plot_masked_inputs,
     plot_metric_curves,
+    plot_profile_plan,
     plot_rate_curves_over_training,
     plot_segmentation_panels,
+    segmentation_panels_figure,
 )
 from mcr2.records import RunRecord  # noqa: E402
-from mcr2.summary import cosine_summary_table, final_metrics_table, format_mean_sd, mean_sd, mean_sd_text  # noqa: E402
+from mcr2.summary import (  # noqa: E402
+    cosine_block_sums,
+    cosine_summary_table,
+    final_metrics_table,
+    format_mean_sd,
+    mean_sd,
+    mean_sd_text,
+)
 
 EPOCHS = 4
 K = 11
@@ -90,8 +99,10 @@ def fake_record(name: str, seed: int = 0, switch_epoch: int | None = 2) -> RunRe
         Z, labels = _orthogonal_features(20)
         Z = Z + 0.05 * rng.normal(size=Z.shape)
         Z /= np.linalg.norm(Z, axis=1, keepdims=True)
-        sums, pairs = cosine_blocks(Z, labels, K)
+        sums, pairs = cosine_block_sums(Z, labels, K)
         artefacts.update(cosine_block_sums=sums, cosine_block_pairs=pairs,
+                         cosine_abs_mean=np.asarray(cosine_blocks(Z, labels, K)),
+                         cosine_class_counts=np.bincount(labels, minlength=K),
                          feature_sample=Z.astype(np.float16), feature_labels=labels.astype(np.uint8))
     record = {"status": "complete", "summary": history.iloc[-1].to_dict(),
               "events": {"mask_switch_epoch": switch_epoch if masked else None}, "provenance": {}, "data": {},
@@ -192,6 +203,16 @@ def test_segmentation_panels_refuse_different_images():
         plot_segmentation_panels(plt.subplots(4, 2)[1], {"a": [a], "b": [b]})
 
 
+def test_segmentation_panels_show_the_previews_runs_share():
+    """A paper run keeps 8 previews, a smoke run 6 of the same first validation images: 6 columns."""
+    paper, smoke = fake_record("seg_mnist_mcr2", 0), fake_record("seg_mnist_ce", 0)
+    for key in ("preview_images", "preview_masks", "preview_pred"):
+        smoke.artefacts[key] = smoke.artefacts[key][:3]
+    fig = segmentation_panels_figure({"MCR²": [paper], "CE": [smoke]})
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert len(drawn) == 4 * 3
+
+
 @pytest.mark.parametrize("rows", [2, 3])
 def test_masked_inputs(rows):
     rec = fake_record("seg_bg_mcr2_masked")
@@ -210,57 +231,60 @@ def test_masked_inputs(rows):
 
 def test_cosine_summary_orthogonal_classes():
     Z, labels = _orthogonal_features(5)
-    sums, pairs = cosine_blocks(Z, labels, K)
-    assert pairs[0, 0] == 5 * 4 and pairs[0, 1] == 25
-    means = cosine_block_means(sums, pairs)
+    means = np.asarray(cosine_blocks(Z, labels, K))
     np.testing.assert_allclose(np.diag(means), 1.0)
-    s = cosine_summary(sums, pairs)
+    np.testing.assert_allclose(means[~np.eye(K, dtype=bool)], 0.0, atol=1e-12)
+    s = cosine_summary(means)
     assert s["within"] == pytest.approx(1.0) and s["between"] == pytest.approx(0.0)
     assert s["gap"] == pytest.approx(1.0) and s["classes"] == K
 
 
 def test_cosine_summary_hand_made():
-    # class 0: two copies of e0; class 1: e0 and e1 (cos 0); between: e0·e0 = 1 (×2), e0·e1 = 0 (×2)
+    # class 0: two copies of e0; class 1: e0 and e1 (|cos| 0); between: e0·e0 = 1 (×2), e0·e1 = 0 (×2)
     Z = np.array([[1.0, 0], [1, 0], [1, 0], [0, 1]])
     labels = np.array([0, 0, 1, 1])
-    sums, pairs = cosine_blocks(Z, labels, 3)
+    means = np.asarray(cosine_blocks(Z, labels, 3))
+    np.testing.assert_allclose(means[:2, :2], [[1, 0.5], [0.5, 0]])
+    assert np.isnan(means[2]).all() and np.isnan(means[:, 2]).all()  # class 2 is empty: no pairs, no mean
+    s = cosine_summary(means)  # class 2 skipped, never a NaN mean
+    assert s["within"] == pytest.approx(0.5) and s["between"] == pytest.approx(0.5) and s["classes"] == 2
+    only0 = cosine_summary(means, classes=[0])
+    assert only0["within"] == pytest.approx(1.0) and np.isnan(only0["between"])
+    sums, pairs = cosine_block_sums(Z, labels, 3)  # the signed sums records also store
     np.testing.assert_allclose(sums[:2, :2], [[2, 2], [2, 0]])
     np.testing.assert_allclose(pairs, [[2, 4, 0], [4, 2, 0], [0, 0, 0]])
-    s = cosine_summary(sums, pairs)  # class 2 is empty: skipped, never a NaN mean
-    assert s["within"] == pytest.approx(0.5) and s["between"] == pytest.approx(0.5) and s["classes"] == 2
-    only0 = cosine_summary(sums, pairs, classes=[0])
-    assert only0["within"] == pytest.approx(1.0) and np.isnan(only0["between"])
 
 
-def test_cosine_summary_absolute_between():
-    # off-diagonal block means +0.2 and -0.2: they cancel signed, not in absolute value
-    means = np.array([[1.0, 0.2, -0.2], [0.2, 1.0, -0.2], [-0.2, -0.2, 1.0]])
-    pairs = np.full((3, 3), 10.0)
-    signed = cosine_summary(means * pairs, pairs)
-    absolute = cosine_summary(means * pairs, pairs, absolute_between=True)
-    assert signed["between"] == pytest.approx(-0.2 / 3)
-    assert absolute["between"] == pytest.approx(0.2) and absolute["gap"] == pytest.approx(0.8)
-    assert absolute["within"] == signed["within"] == pytest.approx(1.0)
+def test_cosine_blocks_cannot_cancel():
+    """A class used in both directions of its line: signed cosines average to 0 within, |cos| does not."""
+    Z = np.array([[1.0, 0], [-1, 0], [0, 1], [0, -1]])
+    labels = np.array([0, 0, 1, 1])
+    means = np.asarray(cosine_blocks(Z, labels, 2))
+    np.testing.assert_allclose(means, [[1, 0], [0, 1]], atol=1e-12)
+    sums, pairs = cosine_block_sums(Z, labels, 2)
+    np.testing.assert_allclose(np.diag(cosine_block_means(sums, pairs)), -1.0)
 
 
 def test_cosine_blocks_match_brute_force():
     rng = np.random.default_rng(0)
     Z = rng.normal(size=(30, 5))
     labels = rng.integers(0, 4, size=30)
-    sums, pairs = cosine_blocks(Z, labels, 4)
+    sums, pairs = cosine_block_sums(Z, labels, 4)
+    means = np.asarray(cosine_blocks(Z, labels, 4))
     U = Z / np.linalg.norm(Z, axis=1, keepdims=True)
     for i in range(4):
         for j in range(4):
             vals = [U[a] @ U[b] for a in range(30) for b in range(30) if a != b and labels[a] == i and labels[b] == j]
             assert pairs[i, j] == len(vals)
             assert sums[i, j] == pytest.approx(sum(vals))
+            assert means[i, j] == pytest.approx(np.mean(np.abs(vals)))
 
 
 def test_cosine_summary_table_digits_only():
     recs = [fake_record("seg_bg_mcr2_masked", s) for s in (0, 1)]
     table = cosine_summary_table({"masked": recs}, numeric=True)
     assert table.loc["masked", "within (digits)"] > 0.95
-    assert abs(table.loc["masked", "between (all)"]) < 0.05
+    assert table.loc["masked", "between (all)"] < 0.1  # mean |cos| of orthogonal classes plus 0.05 noise
     text = cosine_summary_table({"masked": recs})
     assert "±" in text.loc["masked", "within (all)"]
 
@@ -274,6 +298,56 @@ def test_feature_cosine_heatmap(exclude):
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert ("bg" in labels) != exclude
     assert labels[-1] == "9"
+
+
+def test_feature_cosine_digits_only_sorted_and_legible():
+    """Figure 7 at paper scale keeps ~85 % background pixels: the digits-only heatmap draws only
+    digit rows, sorted by class, one centred label per class block."""
+    rec = fake_record("seg_bg_mcr2")
+    labels = np.r_[np.zeros(170, dtype=np.int64), np.repeat(np.arange(1, K), 3)]  # 170 bg, 3 per digit
+    rng = np.random.default_rng(0)
+    rec.artefacts.update(feature_sample=rng.normal(size=(len(labels), 16)), feature_labels=rng.permutation(labels))
+    fig, ax = plt.subplots()
+    plot_feature_cosine(ax, [rec], classes=range(1, K))
+    assert ax.images[0].get_array().shape == (30, 30)
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == [str(c) for c in range(10)]
+    np.testing.assert_allclose(ax.get_xticks(), 1.5 + 3 * np.arange(10))  # block centres
+    fig, ax = plt.subplots()
+    plot_feature_cosine(ax, [rec], exclude_background=True)  # the same selection
+    assert ax.images[0].get_array().shape == (30, 30)
+    # With the background kept, the 3-pixel digit blocks are too narrow for a label each: fewer
+    # labels, never two closer than the axis length / 30.
+    fig, ax = plt.subplots()
+    plot_feature_cosine(ax, [rec])
+    ticks = ax.get_xticks()
+    assert len(ticks) < K and np.all(np.diff(ticks) >= 200 / 30)
+    with pytest.raises(ValueError, match="no features"):
+        plot_feature_cosine(ax, [rec], classes=[42])
+
+
+def test_background_head_legend_outside_the_axes():
+    fig, ax = plt.subplots()
+    plot_background_head(ax, [fake_record("seg_bg_mcr2_masked", switch_epoch=2)], collapsed_epochs=[3, 4])
+    fig.canvas.draw()
+    legend, axes_box = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.y1 <= axes_box.y0, "the legend overlaps the plotting area"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels.count("head calls (almost) every pixel background") == 1  # two bands, one entry
+    assert len(ax.patches) == 2
+
+
+def test_profile_plan_bars():
+    plan = {"a": ("paper", [0, 1, 2]), "b": ("paper", [0]), "c": ("smoke", [0])}
+    fig, ax = plt.subplots()
+    assert plot_profile_plan(ax, plan, paper_seeds=3) is ax
+    widths = [p.get_width() for p in ax.patches]
+    assert widths == [3, 1, 1]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
+    colours = {p.get_facecolor() for p in ax.patches}
+    assert len(colours) == 2  # one per profile
+    with pytest.raises(ValueError, match="empty"):
+        plot_profile_plan(ax, {})
 
 
 def test_mean_sd_formatting():

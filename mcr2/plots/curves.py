@@ -152,13 +152,15 @@ def plot_foreground_accuracy(ax, runs: dict, domain: str = "mnist", colors: dict
 
 
 def plot_background_head(ax, records, threshold: float | None = None, color: str | None = None,
-                         domain: str | None = "mnist", title: str | None = None):
+                         domain: str | None = "mnist", title: str | None = None, collapsed_epochs=None):
     """Background-head accuracy over epochs (report §2.2.1, the claim of Figure 4).
 
     Solid: ``bg_check_acc``, on the fixed check images that drive the switch; dotted (if
     ``domain`` is given and recorded): ``<domain>_bg_head_acc`` on the whole validation split.
     The threshold (default: the record's ``loss.mask_threshold``) is a horizontal line, and each
     seed's ``events.mask_switch_epoch`` a vertical one (MCR² is on from the next epoch).
+    ``collapsed_epochs``: epochs at which the head called (almost) every pixel background, shaded
+    grey. The legend sits below the Axes, where it covers no curve.
     """
     records = _as_list(records)
     color = color or METHOD_COLORS["mcr2_masked"]
@@ -172,6 +174,9 @@ def plot_background_head(ax, records, threshold: float | None = None, color: str
     switches = sorted({r.record.get("events", {}).get("mask_switch_epoch") for r in records} - {None})
     for j, e in enumerate(switches):
         ax.axvline(e, color="#d62728", lw=1.2, ls="-.", label="masking switched on after epoch" if j == 0 else None)
+    for j, e in enumerate(sorted(set(collapsed_epochs or ()))):
+        ax.axvspan(e - 0.5, e + 0.5, color="0.85", zorder=0,
+                   label="head calls (almost) every pixel background" if j == 0 else None)
     _epoch_axis(ax, {"": records})
     lo = min(float(np.nanmin(epoch_stats(records, "bg_check_acc")["mean"])), threshold)
     ax.set_ylim(max(0.0, lo - 0.05), 1.005)

@@ -1,14 +1,12 @@
 """The feature space of a segmentation run (report Figure 7): the cosine similarity of random
-validation pixel features sorted by label, as a heatmap, and the numbers that summarise it
-(mean similarity within a class against between two classes).
-
-The summary uses the exact block sums a run records over all its sampled pixels
-(``cosine_block_sums`` / ``cosine_block_pairs``: sums and counts of pairwise cosines between
-pixels of class i and class j, self-pairs excluded); the heatmap the subset of features it keeps
-(``feature_sample``, ``feature_labels``). Class 0 is background, class c + 1 digit c.
-
-The numbers live in :mod:`mcr2.summary` (no plotting there); they are re-exported here so that
+validation pixel features sorted by label, as a heatmap. The numbers that summarise it (mean
+|cos| within a class against between two classes, over all the run's sampled pixels) live in
+:mod:`mcr2.summary` (no plotting there); they are re-exported here so that
 ``from mcr2.plots import cosine_summary`` keeps working.
+
+The heatmap draws the subset of features a run keeps (``feature_sample``, ``feature_labels``).
+Class 0 is background, class c + 1 digit c; ``classes=range(1, 11)`` (or
+``exclude_background=True``) draws the digits only, as the report's masked panel.
 """
 from __future__ import annotations
 
@@ -19,7 +17,7 @@ from ..summary import cosine_block_means, cosine_blocks, cosine_summary
 __all__ = ["cosine_blocks", "cosine_block_means", "cosine_summary", "plot_cosine_similarity", "plot_feature_cosine"]
 
 _NAMES = ["bg"] + [str(c) for c in range(10)]
-_MAX_LABELS = 30  # class labels along an axis at most: closer ones would overlap at fontsize 8
+_MAX_LABELS = 30  # class labels along an axis at most: closer ones would overlap at fontsize 9
 
 
 def plot_cosine_similarity(ax, Z, labels, title: str | None = None, cbar: bool = True, max_samples: int = 1000,
@@ -61,7 +59,7 @@ def plot_cosine_similarity(ax, Z, labels, title: str | None = None, cbar: bool =
             shown.append(i)
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_ticks(centres[shown])
-        axis.set_ticklabels([names[i] for i in shown], fontsize=8)
+        axis.set_ticklabels([names[i] for i in shown], fontsize=9)
     ax.tick_params(length=0)
     ax.grid(False)
     ax.set_xlabel(xlabel or "class")

@@ -57,16 +57,20 @@ def plot_segmentation_panels(axes, runs: dict, n: int | None = None):
     """Rows: input, ground truth, then one row of predicted classes per run; columns: the fixed
     validation images every run keeps (``preview_*`` artefacts, the first seed's record).
 
-    runs: ``{label: [records]}``; all must share their preview images (same validation data),
-    e.g. MCR² and CE on MNIST (Figure 2a) or masked and unmasked MCR² on backgrounds (Figure 6).
+    runs: ``{label: [records]}``; all must share their preview images (same validation data; where
+    one run keeps more previews than another, the ones they share), e.g. MCR² and CE on MNIST
+    (Figure 2a) or masked and unmasked MCR² on backgrounds (Figure 6).
     axes: an array (2 + len(runs), n) of Axes.
     """
     recs = {label: _first(r) for label, r in runs.items()}
     grid = _grid(axes, 2 + len(recs))
     first = next(iter(recs.values()))
-    images, masks = _artefact(first, "preview_images"), _artefact(first, "preview_masks")
+    # Runs of different profiles keep different numbers of previews (the first validation images
+    # in each case): the panels show the ones they share.
+    shared = min(len(_artefact(rec, "preview_masks")) for rec in recs.values())
+    images, masks = _artefact(first, "preview_images")[:shared], _artefact(first, "preview_masks")[:shared]
     for label, rec in recs.items():
-        if not np.array_equal(_artefact(rec, "preview_masks"), masks):
+        if not np.array_equal(_artefact(rec, "preview_masks")[:shared], masks):
             raise ValueError(f"run {label!r} previews other validation images than {next(iter(recs))!r}: "
                              f"compare runs of the same data only")
     n = min(n or grid.shape[1], grid.shape[1], len(images))
@@ -87,8 +91,7 @@ def segmentation_panels_figure(runs: dict, n: int | None = None):
     class legend below it (Figures 2a, 2b, 6). Returns the matplotlib Figure."""
     import matplotlib.pyplot as plt
 
-    first = _first(next(iter(runs.values())))
-    n = n or len(_artefact(first, "preview_masks"))
+    n = n or min(len(_artefact(_first(recs), "preview_masks")) for recs in runs.values())
     rows = 2 + len(runs)
     fig, axes = plt.subplots(rows, n, figsize=(1.3 * n + 1, 1.5 * rows + 1.2), squeeze=False)
     plot_segmentation_panels(axes, runs, n)
