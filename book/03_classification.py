@@ -35,15 +35,14 @@ from mcr2.claims import claims_table, verdict_text
 from mcr2.engine import run_all
 from mcr2.experiments import CHAPTER_EXPERIMENTS
 from mcr2.plots import METHOD_COLORS, plot_accuracy_curves, use_style
-from mcr2.records import records_table
-from mcr2.summary import settings_text, tag_profiles
+from mcr2.summary import records_summary, settings_text, tag_profiles
 
 use_style()
 runs = run_all(CHAPTER_EXPERIMENTS["classification"], profile, seeds, retrain=retrain, device=device, progress=progress)
 settings = settings_text(runs)
 glue("03-settings", Markdown(settings), display=False)
 print(f"profile: {profile}; {settings}")
-records_table(runs)
+records_summary(runs).style.hide(axis="index").set_properties(**{"font-size": "0.85em"})
 
 # %% [markdown]
 # ## Accuracy over training
@@ -80,7 +79,7 @@ plt.close(fig)
 # the report's, with the claims ledger's verdict on each claim ({doc}`09_claims`):
 
 # %%
-claims_table(runs, ["1", "2a", "2b"])
+claims_table(runs, ["1", "2a", "2b"]).style.hide(axis="index")
 
 # %%
 verdicts = verdict_text(runs, ["1", "2a", "2b"])

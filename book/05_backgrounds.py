@@ -31,8 +31,7 @@ from mcr2.plots import (
     segmentation_panels_figure,
     use_style,
 )
-from mcr2.records import records_table
-from mcr2.summary import final_metrics_table, settings_text, tag_profiles
+from mcr2.summary import final_metrics_table, records_summary, settings_text, tag_profiles
 
 use_style()
 runs = run_all(CHAPTER_EXPERIMENTS["backgrounds"], profile, seeds, retrain=retrain, device=device, progress=progress)
@@ -40,7 +39,7 @@ settings = settings_text(runs)
 glue("05-settings", Markdown(settings), display=False)
 glue("05-settings-bg", Markdown(settings_text({"bg": runs["seg_bg_mcr2"]})), display=False)
 print(f"profile: {profile}; {settings}")
-records_table(runs)
+records_summary(runs).style.hide(axis="index").set_properties(**{"font-size": "0.85em"})
 
 # %% [markdown]
 # ## Predictions over backgrounds
@@ -100,7 +99,7 @@ plt.close(fig)
 # ledger's verdict ({doc}`09_claims`):
 
 # %%
-claims_table(runs, ["3"])
+claims_table(runs, ["3"]).style.hide(axis="index")
 
 # %%
 verdicts = verdict_text(runs, ["3"])

@@ -39,8 +39,7 @@ from mcr2.plots import (
     segmentation_panels_figure,
     use_style,
 )
-from mcr2.records import records_table
-from mcr2.summary import final_metrics_table, settings_text
+from mcr2.summary import final_metrics_table, records_summary, settings_text
 
 use_style()
 runs = run_all(CHAPTER_EXPERIMENTS["masking"], profile, seeds, retrain=retrain, device=device, progress=progress)
@@ -49,7 +48,7 @@ settings = settings_text(runs)
 glue("06-settings", Markdown(settings), display=False)
 glue("06-settings-masked", Markdown(settings_text({"masked": masked})), display=False)
 print(f"profile: {profile}; {settings}")
-records_table(runs)
+records_summary(runs).style.hide(axis="index").set_properties(**{"font-size": "0.85em"})
 
 # %% [markdown]
 # ## When masking switches on
@@ -122,8 +121,8 @@ plt.close(fig)
 #
 # Validation inputs (first row), the inputs multiplied by the background head's predicted
 # foreground mask (second row: pixels with foreground probability above 0.5) and that probability
-# (third row, black 0 to white 1), after the last epoch of the first seed; {glue:md}`06-mask-note`
-# {glue:md}`06-settings-masked`. The report's Figure 4 shows one such pair.
+# (third row, black 0 to white 1), after the last epoch of the first seed. {glue:md}`06-mask-note`
+# The report's Figure 4 shows one such pair. Runs: {glue:md}`06-settings-masked`.
 # ```
 #
 # ## Masked against unmasked MCR² and CE
@@ -155,7 +154,7 @@ plt.close(fig)
 # ({doc}`09_claims`):
 
 # %%
-claims_table(runs, ["4", "5"])
+claims_table(runs, ["4", "5"]).style.hide(axis="index")
 
 # %%
 REPORT = {  # report Figure 5, read off its plots (FACTS.md)

@@ -32,8 +32,7 @@ from myst_nb import glue
 from mcr2.claims import claims_table, verdict_text
 from mcr2.engine import run_all
 from mcr2.plots import plot_feature_cosine, use_style
-from mcr2.records import records_table
-from mcr2.summary import cosine_summary_table, record_cosine_blocks, settings_text
+from mcr2.summary import cosine_summary_table, record_cosine_blocks, records_summary, settings_text
 
 use_style()
 runs = run_all(["seg_bg_mcr2", "seg_bg_mcr2_masked"], profile, seeds, retrain=retrain, device=device, progress=progress)
@@ -43,7 +42,7 @@ kept = sorted({len(r.artefacts["feature_labels"]) for recs in runs.values() for 
 pixels = f"block means from {'; '.join(sources)}; heatmaps from the {', '.join(f'{n:,}' for n in kept)} pixels each run keeps"
 glue("07-settings", Markdown(f"{settings}; {pixels}"), display=False)
 print(f"profile: {profile}; {settings}\n{pixels}")
-records_table(runs)
+records_summary(runs).style.hide(axis="index").set_properties(**{"font-size": "0.85em"})
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 5), constrained_layout=True)
@@ -77,7 +76,7 @@ cosine_summary_table(named)
 # ({doc}`09_claims`):
 
 # %%
-claims_table(runs, ["6"])
+claims_table(runs, ["6"]).style.hide(axis="index")
 
 # %%
 verdicts = verdict_text(runs, ["6"])

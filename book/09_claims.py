@@ -37,8 +37,7 @@ from mcr2.claims import (
 from mcr2.engine import run_all
 from mcr2.experiments import EXPERIMENTS
 from mcr2.plots import plot_claims, use_style
-from mcr2.records import records_table
-from mcr2.summary import settings_text
+from mcr2.summary import records_summary, settings_text
 
 use_style()
 print(f"profile={profile} seeds={seeds} device={device} retrain={retrain}")
@@ -56,7 +55,7 @@ records = run_all(list(EXPERIMENTS), profile, seeds, device=device, retrain=retr
 scale = settings_text(records, evaluation=False)
 glue("09-scale", Markdown(scale), display=False)
 print(scale)
-records_table(records)
+records_summary(records).style.hide(axis="index").set_properties(**{"font-size": "0.85em"})
 
 # %% [markdown]
 # ## The verdict rules

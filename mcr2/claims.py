@@ -128,7 +128,7 @@ class Test:
         if not self.n or min(self.n) == 0:
             return f"{self.name}: no values"
         if math.isnan(self.t):
-            return f"{self.name}: Δ = {self.delta:+.3g} (n = {seeds}: a single value has no spread, no t-test)"
+            return f"{self.name}: Δ = {self.delta:+.3g} (n = {seeds}, no t-test)"
         return f"{self.name}: Δ = {self.delta:+.3g}, t = {self.t:.2f}, p = {self.p:.3g} (n = {seeds})"
 
 

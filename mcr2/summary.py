@@ -20,6 +20,7 @@ __all__ = [
     "settings_text",
     "evaluation_text",
     "tag_profiles",
+    "records_summary",
     "mean_sd",
     "format_mean_sd",
     "mean_sd_text",
@@ -130,6 +131,31 @@ def settings_text(runs: dict, evaluation: bool = True) -> str:
         ev = evaluation_text(runs)
         text += f"; {ev}" if ev else ""
     return text
+
+
+def records_summary(runs: dict) -> pd.DataFrame:
+    """What a page was rendered from, one row per experiment (narrow enough for a page, unlike
+    :func:`mcr2.records.records_table`'s row per record): profile, seeds, epochs, training
+    images, device, commit(s), the mean wall time, and the status where a record is not complete."""
+    rows = []
+    for name, recs in _by_experiment(runs).items():
+        devices = sorted({r.record.get("provenance", {}).get("device", {}).get("name") or "?" for r in recs})
+        images = sorted({r.record.get("data", {}).get("train", {}).get("N") for r in recs} - {None})
+        walls = [r.record.get("wall_time_s") for r in recs if isinstance(r.record.get("wall_time_s"), (int, float))]
+        rows.append({
+            "experiment": name,
+            "profile": _join(sorted({r.config.profile for r in recs})),
+            "seeds": _join(sorted({r.config.seed for r in recs})),
+            "epochs": _join(sorted({r.config.optim.epochs for r in recs})),
+            "images": _join(images, lambda n: f"{n:,}") or "?",
+            "device": _join(devices),
+            "commit": _join(sorted({_commit(r) for r in recs})),
+            "wall (s)": f"{np.mean(walls):.0f}" if walls else "?",
+            "status": _join(sorted({r.status for r in recs})),
+        })
+    frame = pd.DataFrame(rows, columns=["experiment", "profile", "seeds", "epochs", "images", "device", "commit",
+                                        "wall (s)", "status"])
+    return frame if (frame["status"] != "complete").any() else frame.drop(columns="status")
 
 
 def tag_profiles(runs: dict, colors: dict | None = None, always: bool = False) -> tuple[dict, dict | None]:
