@@ -397,12 +397,9 @@ def main_from_args(args: argparse.Namespace) -> int:
         raise SystemExit(f"--jobs must be ≥ 1, got {args.jobs}")
     if args.budget is not None and not args.budget > 0:
         raise SystemExit(f"--budget must be a positive number of seconds, got {args.budget}")
-    try:
-        overrides = parse_overrides(args.set)
-    except ConfigError as err:
-        raise SystemExit(str(err)) from None
+    overrides = parse_overrides(args.set)  # ConfigError naming the item (the CLI prints it, exit 2)
     if any(seed < 0 for seed in args.seeds):
-        raise SystemExit(f"--seeds must be ≥ 0, got {args.seeds}")
+        raise ConfigError(f"--seeds must be ≥ 0, got {args.seeds}")
     costs = load_costs()
     plan = plan_runs(args.seeds, runs_dir, costs, args.jobs, args.only, overrides)
     print_plan(plan, args.budget, args.jobs)
@@ -431,4 +428,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m mcr2.paper", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    sys.exit(main_from_args(parser.parse_args()))
+    try:
+        sys.exit(main_from_args(parser.parse_args()))
+    except ConfigError as err:
+        parser.error(str(err))

@@ -161,7 +161,8 @@ def test_paper_subcommand_dispatches_to_mcr2_paper(monkeypatch):
 
 
 def test_paper_subcommand_bad_fields_are_named_without_a_traceback(capsys):
-    assert "seed=-1 is not valid" in refused(["paper", "--seeds", "-1", "--dry-run"], capsys)
+    message = refused(["paper", "--seeds", "-1", "--dry-run"], capsys)
+    assert "seed" in message and "-1" in message and "Traceback" not in message
     assert "unknown field 'optim.nope'" in refused(["paper", "--set", "optim.nope=1", "--dry-run"], capsys)
 
 
