@@ -66,14 +66,9 @@ if thresholds != [REPORT_MASK_THRESHOLD]:
                        f"a toy head trained for a few epochs rarely reaches {REPORT_MASK_THRESHOLD:g}")
 glue("06-threshold-note", Markdown(threshold_note + "."), display=False)
 
-fig, ax = plt.subplots(figsize=(7, 3.8), constrained_layout=True)
-plot_background_head(ax, masked)
-collapsed = sorted({e for ev in events for e in ev.collapsed})
-if collapsed:  # the epochs at which some seed's head called every pixel background
-    for j, e in enumerate(collapsed):
-        ax.axvspan(e - 0.5, e + 0.5, color="0.85", zorder=0,
-                   label="head calls (almost) every pixel background" if j == 0 else None)
-    ax.legend(frameon=True, fontsize="small", loc="best")
+fig, ax = plt.subplots(figsize=(7, 4.4), constrained_layout=True)
+collapsed = sorted({e for ev in events for e in ev.collapsed})  # epochs at which some seed's head collapsed
+plot_background_head(ax, masked, collapsed_epochs=collapsed)
 glue("06-head", fig, display=False)
 plt.close(fig)
 
