@@ -1,13 +1,15 @@
 """The book: chapters execute with injected parameters, the whole book builds with warnings as
-errors, every page holds its figures and captions, MathJax is served locally, and a chapter
-renders in headless Chromium.
+errors, every page holds its figures and captions, a page built from paper-profile records says
+so, MathJax is served locally, and a chapter renders in headless Chromium.
 
 All tests here are marked ``book`` (slow): ``pytest -m "not book"`` skips them.
 """
 from __future__ import annotations
 
 import ast
+import html as html_lib
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -18,6 +20,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_CHAPTER = "01_rate_reduction"
+# Built on the "auto" profile over a runs root holding one committed paper record (PAPER_RECORD)
+# beside the smoke records: the introduction and one chapter that renders it with a smoke run.
+PAPER_PAGE = "04_segmentation"
+PAPER_RECORD = "seg_mnist_mcr2"
+AUTO_PAGES = ("intro", PAPER_PAGE)
 
 
 def _load_book_tool():
@@ -83,6 +90,27 @@ def _page(name: str) -> str:
     return next(f for f in book.toc_files() if Path(f).name == name)
 
 
+def _text(html: str) -> str:
+    """What a reader sees of some HTML: tags dropped, entities decoded, whitespace collapsed."""
+    return re.sub(r"\s+", " ", html_lib.unescape(re.sub(r"<[^>]+>", " ", html)))
+
+
+def _paper_runs_root(root: Path) -> Path:
+    """A runs root ($MCR2_RUNS) with the committed paper record of PAPER_RECORD (seed 0) and,
+    through a link, the smoke records of the default runs folder (trained there once if missing)."""
+    from mcr2.experiments import experiment
+    from mcr2.records import default_runs_dir, record_dir
+
+    committed = record_dir(experiment(PAPER_RECORD, "paper", 0), ROOT / "results" / "paper")
+    if not (committed / "record.json").exists():
+        pytest.fail(f"the paper record {committed} is not committed: the paper-page test reads it")
+    shutil.copytree(committed, root / "paper" / PAPER_RECORD / committed.name)
+    smoke = default_runs_dir("smoke")
+    smoke.mkdir(parents=True, exist_ok=True)
+    (root / "smoke").symlink_to(smoke.resolve(), target_is_directory=True)
+    return root
+
+
 # --------------------------------------------------------------------------- one chapter
 
 
@@ -118,11 +146,26 @@ def test_chapter_executes_with_injected_parameters(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def built_book():
-    """Execute every chapter of _toc.yml on the smoke profile and build the HTML, once."""
-    book.main(["build", "--profile", "smoke"])
+def built_book(tmp_path_factory):
+    """Execute every page of _toc.yml and build the HTML, once: the chapters on the smoke profile,
+    AUTO_PAGES on "auto" over :func:`_paper_runs_root` (so one experiment is at paper scale)."""
     chapters = book.chapters()
-    assert FIRST_CHAPTER in chapters
+    assert FIRST_CHAPTER in chapters and set(AUTO_PAGES) <= set(chapters)
+    runs_root = _paper_runs_root(tmp_path_factory.mktemp("runs"))
+    for name in chapters:
+        if name not in AUTO_PAGES:
+            book.execute(name, "smoke")
+            continue
+        saved = os.environ.get("MCR2_RUNS")
+        os.environ["MCR2_RUNS"] = str(runs_root)  # the papermill kernel inherits it
+        try:
+            book.execute(name, "auto")
+        finally:
+            if saved is None:
+                os.environ.pop("MCR2_RUNS")
+            else:
+                os.environ["MCR2_RUNS"] = saved
+    book.build_html()
     return {
         name: {
             "notebook": _read(book.SRC / "book" / f"{name}.ipynb"),
@@ -163,6 +206,23 @@ def test_every_chapter_page_holds_its_figures_and_captions(built_book):
     for key in ("fig-rr-curves", "fig-ns-accuracy", "fig-cosine"):
         assert f'href="#{key}"' in first, f"{key} is never cross-referenced"
     assert "Rate reduction in one page" in first
+
+
+def test_page_from_paper_records_names_the_paper_profile(built_book):
+    """On "auto", the chapter renders PAPER_RECORD from its paper record and its CE baseline at the
+    smoke profile; its captions say so per experiment, and the introduction lists it at paper scale."""
+    page = built_book[PAPER_PAGE]
+    captions = [_text(c) for c in re.findall(r"<figcaption>(.*?)</figcaption>", page["html"], re.S)]
+    assert captions, f"{PAPER_PAGE}: no figure captions"
+    for caption in captions:
+        assert re.search(rf"{PAPER_RECORD}\b[^;]*\bprofile paper\b", caption), caption
+        assert "profile smoke" in caption, caption  # the CE baseline has no paper record here
+    text = _text(page["html"])
+    assert re.search(r"\bdifferent profiles\b", text), "the page does not warn that MCR² and CE ran at different profiles"
+
+    intro = _text(built_book["intro"]["html"])
+    assert re.search(rf"1 of \d+ experiments is rendered at the paper profile: {PAPER_RECORD}\b", intro), intro[:3000]
+    assert "Not yet at paper scale" in intro and "python -m mcr2 paper --budget SECONDS" in intro
 
 
 def test_executed_chapters_hold_no_errors(built_book):
