@@ -1,5 +1,6 @@
 """`python -m mcr2 paper`: the plan, the budget, concurrent jobs, the pack and its import (CPU, tiny runs)."""
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -13,7 +14,7 @@ from mcr2.experiments import experiment
 from mcr2.records import find_record, record_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(os.environ.get("MCR2_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 # A paper-profile config shrunk to seconds on a CPU (the records are then profile "custom").
 TINY = ["data.train_limit=40", "data.val_limit=20", "optim.epochs=2", "optim.batch_size=20", "model.width=8",
