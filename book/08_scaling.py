@@ -62,12 +62,20 @@ def pooling(size):
     return {"loss.mcr2_resolution": None if size == FULL else size}
 
 
+missing_note = ""
 if profile == "auto":
     # One profile for every resolution, so that they compare: paper only where all of them have it.
-    plans = [profile_plan([NAME], "auto", seeds, device=device, **pooling(s))[NAME] for s in resolutions]
-    profile = "paper" if all(p == "paper" for p, _ in plans) else "smoke"
+    plans = {s: profile_plan([NAME], "auto", seeds, device=device, **pooling(s))[NAME] for s in resolutions}
+    profile = "paper" if all(p == "paper" for p, _ in plans.values()) else "smoke"
     if profile == "paper" and seeds is None:
-        seeds = sorted(set.intersection(*(set(s) for _, s in plans)))
+        seeds = sorted(set.intersection(*(set(s) for _, s in plans.values())))
+    missing = [s for s, (p, _) in plans.items() if p != "paper"]
+    if profile == "smoke" and len(missing) < len(resolutions):
+        missing_note = (
+            f" Paper records of `{NAME}` exist at " + ", ".join(resolution_label(s) for s in resolutions if s not in missing)
+            + " but not at " + ", ".join(resolution_label(s) for s in missing) + ", so every resolution is rendered "
+            f"at the smoke profile; on a GPU, `python -m mcr2 run {NAME} --profile paper --seeds 0 1 2 --runs-dir "
+            f"results/paper --set loss.mcr2_resolution=SIZE` makes the missing ones.")
 dev = resolve_device(device)
 # The cost is measured at the scale this device trains: the paper's model and batches on a GPU,
 # the smoke profile's on a CPU (a CPU would take hours over paper-sized batches).
@@ -75,7 +83,8 @@ scale = "paper" if dev.type == "cuda" else "smoke"
 cost_exp = experiment(NAME, scale)
 display(Markdown(f"Runs rendered at profile **{profile}**; cost measured on {device_name(dev)} with the "
                  f"{scale} profile's model of `{NAME}`: U-Net width {cost_exp.model.width}, depth "
-                 f"{cost_exp.model.depth}, d = {cost_exp.model.feature_dim}, k = {cost_exp.num_classes}."))
+                 f"{cost_exp.model.depth}, d = {cost_exp.model.feature_dim}, k = {cost_exp.num_classes}."
+                 + missing_note))
 
 # %% [markdown]
 # ## What the loss costs
