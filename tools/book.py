@@ -173,6 +173,7 @@ def execute(name: str, profile: str, parameters: dict | None = None, out_dir: Pa
         raise BookError(f"chapter {name} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue} "
                         f"(the executed notebook, with its traceback: {output})") from None
     seconds = time.perf_counter() - start
+    _hide_injected_parameters(output)
     executed = jupytext.read(output)
     figures = count_figures(executed)
     print(f"[book] {name}: {seconds:.1f} s, {figures} figure(s)", flush=True)
@@ -182,6 +183,23 @@ def execute(name: str, profile: str, parameters: dict | None = None, out_dir: Pa
     if figures == 0:
         raise BookError(f"chapter {name} executed but produced no figure")
     return {"name": name, "seconds": round(seconds, 2), "figures": figures, "output": str(output)}
+
+
+def _hide_injected_parameters(path: Path) -> None:
+    """Give papermill's injected-parameters cell the display tags (e.g. remove-cell) of the
+    chapter's own parameters cell, so a page that hides one hides both."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    tags = lambda cell: cell.get("metadata", {}).get("tags", [])  # noqa: E731
+    own = next((c for c in nb.cells if "parameters" in tags(c)), None)
+    display = [t for t in tags(own) if t.startswith(("remove-", "hide-"))] if own is not None else []
+    injected = [c for c in nb.cells if "injected-parameters" in tags(c)]
+    if not display or not injected:
+        return
+    for cell in injected:
+        cell.setdefault("metadata", {})["tags"] = sorted(set(tags(cell)) | set(display))
+    nbformat.write(nb, path)
 
 
 def stage() -> None:
