@@ -2,12 +2,15 @@
 # One GPU window, start to finish: rebuild the data root, measure the loss and a training step,
 # train the missing paper-profile records inside what is left of the time, pack them for the way
 # back. Run from the repository root on the GPU machine (torch + torchvision are enough):
-#   bash tools/gpu_window.sh PACKED_DATA_DIR OUT_DIR [SECONDS] [JOBS]
+#   bash tools/gpu_window.sh PACKED_DATA_DIR OUT_DIR [SECONDS] [JOBS] [PAPER OPTIONS...]
 # PACKED_DATA_DIR: made here by tools/gpu_prepare.sh (packed data, unpack-data.sh, source.tar).
 # SECONDS (default 560): the whole script's wall time; the trainer gets what the set-up leaves.
+# PAPER OPTIONS go to `python -m mcr2 paper`, e.g. `--only cls_mnist_ce cls_mnist_mcr2` in a window
+# that carries the classification data only (tools/gpu_prepare.sh --classification-only).
 # Back here: python -m mcr2 paper --import-pack OUT_DIR/records.tar.xz
 set -uo pipefail
-packed=$(cd "$1" && pwd); out=$(mkdir -p "$2" && cd "$2" && pwd); total=${3:-560}; jobs=${4:-4}
+packed=$(cd "$1" && pwd); out=$(mkdir -p "$2" && cd "$2" && pwd); total=${3:-560}; jobs=${4:-1}
+shift $(( $# < 4 ? $# : 4 ))
 start=$SECONDS
 exec > >(tee -a "$out/log.txt") 2>&1
 stamp() { echo "== $1 at $((SECONDS - start)) s"; }
@@ -43,5 +46,5 @@ for mode in off on; do timeout 60 python3 benchmarks/bench_train.py --device cud
 
 left=$((total - (SECONDS - start) - 10))
 stamp "paper (budget $left s, $jobs jobs)"
-python3 -m mcr2 paper --budget "$left" --jobs "$jobs" --runs-dir "$runs_dir" --pack "$out/records.tar.xz"
+python3 -m mcr2 paper --budget "$left" --jobs "$jobs" --runs-dir "$runs_dir" --pack "$out/records.tar.xz" "$@"
 stamp done
