@@ -166,3 +166,19 @@ def test_cost_table_covers_every_experiment_of_the_priority_list():
     for _, members in paper.PRIORITY:
         for name in members:
             assert name in costs["seconds"], name
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "gpu" / "unpack-data.sh").exists(), reason="needs ../shared/gpu")
+def test_gpu_window_scripts_prepare_what_travels(tmp_path):
+    assert subprocess.run(["bash", "-n", str(ROOT / "tools" / "gpu_window.sh")]).returncode == 0
+    dest = tmp_path / "travel"
+    out = subprocess.run(["bash", str(ROOT / "tools" / "gpu_prepare.sh"), "--classification-only", str(dest)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "of 67.1 MB" in out.stdout
+    names = {p.name for p in dest.iterdir()}
+    assert {"unpack-data.sh", "source.tar", "source.commit", "usps.bz2"} <= names
+    assert not any(n.startswith("cifar") for n in names)  # classification only
+    with tarfile.open(dest / "source.tar") as tar:
+        members = tar.getnames()
+    assert "mcr2/paper.py" in members and not any(m.startswith("results/") for m in members)

@@ -11,7 +11,10 @@ if [ "${1:-}" = "--classification-only" ]; then cls_only=1; shift; fi
 dest=${1:-.gpudata}
 packed=../shared/gpu
 [ -f "$packed/unpack-data.sh" ] || { echo "no $packed/unpack-data.sh: the packed data lives in ../shared/gpu" >&2; exit 1; }
-grep -qxF "/$dest/" .git/info/exclude 2>/dev/null || echo "/$dest/" >> .git/info/exclude
+case "$dest" in  # inside the checkout: ignored by git, so it travels only where `carry` names it
+  /*) ;;
+  *) grep -qxF "/$dest/" .git/info/exclude 2>/dev/null || echo "/$dest/" >> .git/info/exclude ;;
+esac
 rm -rf "$dest" && mkdir -p "$dest"
 cp "$packed/unpack-data.sh" "$dest/"
 for f in "$packed"/data/*; do
