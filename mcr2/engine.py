@@ -18,7 +18,15 @@ import torch.distributed as dist
 
 from .config import Experiment
 from .masking import background_check
-from .records import RunRecord, check_runs_dir, default_runs_dir, find_record, record_dir, record_lock
+from .records import (
+    RunRecord,
+    check_runs_dir,
+    complete_record_path,
+    default_runs_dir,
+    find_record,
+    record_dir,
+    record_lock,
+)
 from .training import TrainingDiverged, _Trainer
 
 __all__ = ["run", "run_all", "profile_plan", "TrainingDiverged", "RecordMissing", "resolve_device", "background_check"]
@@ -131,7 +139,7 @@ def profile_plan(
 
     For "auto": ("paper", the seeds with a complete paper record) where there is at least one
     such record and no CUDA, ("paper", all paper seeds) with CUDA, else ("smoke", smoke seeds).
-    ``seeds`` narrows the seeds considered. Nothing is trained or loaded beyond record.json.
+    ``seeds`` narrows the seeds considered. Nothing is trained, and only record.json files are read.
     """
     from .experiments import PROFILE_SEEDS, experiment
 
@@ -146,7 +154,7 @@ def profile_plan(
         if resolve_device(device).type == "cuda":
             plan[name] = ("paper", wanted)
             continue
-        have = [s for s in wanted
-                if find_record(experiment(name, "paper", s, **overrides), runs_dir or default_runs_dir("paper"))]
+        have = [s for s in wanted if complete_record_path(experiment(name, "paper", s, **overrides),
+                                                          runs_dir or default_runs_dir("paper"))]
         plan[name] = ("paper", have) if have else ("smoke", PROFILE_SEEDS["smoke"] if seeds is None else list(seeds))
     return plan

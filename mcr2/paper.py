@@ -34,7 +34,7 @@ from pathlib import Path
 
 from .config import ConfigError, parse_overrides
 from .experiments import EXPERIMENTS, PROFILE_SEEDS, experiment
-from .records import check_runs_dir, default_runs_dir, find_record, load_record, record_dir
+from .records import check_runs_dir, complete_record_path, default_runs_dir, find_record, load_record, record_dir
 
 __all__ = ["PRIORITY", "COSTS_FILE", "Planned", "plan_runs", "estimate", "load_costs", "pack_records",
            "import_pack", "add_arguments", "main_from_args"]
@@ -161,10 +161,9 @@ def plan_runs(seeds: list[int], runs_dir: Path, costs: dict, jobs: int = 1, name
         for seed in seeds:
             for name in members:
                 exp = experiment(name, "paper", seed, **overrides)
-                found = find_record(exp, runs_dir)
+                found = complete_record_path(exp, runs_dir)
                 seconds, source = estimate(name, jobs, costs)
-                plan.append(Planned(name, seed, group, seconds, source, done=found is not None,
-                                    path=None if found is None else found.path))
+                plan.append(Planned(name, seed, group, seconds, source, done=found is not None, path=found))
     return plan
 
 

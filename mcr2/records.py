@@ -42,6 +42,7 @@ __all__ = [
     "record_dir",
     "record_lock",
     "find_record",
+    "complete_record_path",
     "load_record",
     "write_record",
     "check_runs_dir",
@@ -247,8 +248,8 @@ def load_record(path: Path) -> RunRecord:
     return RunRecord(path, exp, record, history, steps, artefacts)
 
 
-def find_record(exp: Experiment, runs_dir: Path) -> RunRecord | None:
-    """The complete record of exactly this config (and code version), or None.
+def complete_record_path(exp: Experiment, runs_dir: Path) -> Path | None:
+    """The folder of this config's complete record, reading its record.json only, or None.
 
     A record half-replaced by a killed writer (the new one not yet renamed in, the old one set
     aside as ``.old-…``) is found in its aside folder."""
@@ -258,9 +259,13 @@ def find_record(exp: Experiment, runs_dir: Path) -> RunRecord | None:
         if not olds:
             return None
         path = olds[-1]
-    if _read_json(path / "record.json").get("status") != "complete":
-        return None
-    return load_record(path)
+    return path if _read_json(path / "record.json").get("status") == "complete" else None
+
+
+def find_record(exp: Experiment, runs_dir: Path) -> RunRecord | None:
+    """The complete record of exactly this config (and code version), loaded and checked, or None."""
+    path = complete_record_path(exp, runs_dir)
+    return None if path is None else load_record(path)
 
 
 def _steps_arrays(steps: list[dict]) -> dict[str, np.ndarray]:
