@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import html as html_lib
-import importlib.util
 import os
 import re
 import shutil
@@ -27,14 +26,8 @@ PAPER_RECORD = "seg_mnist_mcr2"
 AUTO_PAGES = ("intro", PAPER_PAGE)
 
 
-def _load_book_tool():
-    spec = importlib.util.spec_from_file_location("mcr2_book_tool", ROOT / "tools" / "book.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-book = _load_book_tool()
+from _book_tool import book  # noqa: E402
 
 pytestmark = pytest.mark.book
 

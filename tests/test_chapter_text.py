@@ -7,7 +7,6 @@ masked MCR²."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
 from pathlib import Path
 
@@ -71,13 +70,6 @@ def test_chapters_default_to_the_auto_profile_and_papermill_reads_every_paramete
 # --------------------------------------------------------------------------- the masking chapter on made-up records
 
 
-def _load_book_tool():
-    spec = importlib.util.spec_from_file_location("mcr2_book_tool", ROOT / "tools" / "book.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _write(runs_root: Path, name: str, profile: str, rows: list[dict], switch=None, fg_prob: float = 0.9):
     """A complete record of ``name`` whose per-epoch history is ``rows`` (epochs from 1)."""
     exp = experiment(name, profile, 0)
@@ -110,7 +102,8 @@ def _segmentation_rows(epochs: int, fg) -> list[dict]:
 def _execute(tmp_path, monkeypatch, profile: str) -> str:
     """Execute 06_masking on the records under tmp_path/runs; all the page's printed and glued text."""
     monkeypatch.setenv("MCR2_RUNS", str(tmp_path / "runs"))
-    book = _load_book_tool()
+    from _book_tool import book
+
     out = book.execute("06_masking", profile, {"profile": profile, "device": "cpu"}, out_dir=tmp_path / "out")
     nb = nbformat.read(out["output"], as_version=4)
     texts = []

@@ -2,7 +2,6 @@
 work, and an executed notebook holding an error output is never published."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,9 +9,7 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("mcr2_chapter_tool", ROOT / "tools" / "book.py")
-tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tool)
+from _book_tool import book as tool  # noqa: E402
 
 
 def notebook(path: Path, error: bool, tags=()) -> Path:
