@@ -7,9 +7,9 @@ With Z the (m, d) features (rows are samples), Z_j the rows of class j and m_j t
     ΔR = R − Rc,   loss = Rc − γ·R.
 
 Everything depends on the batch only through the per-class Gram matrices Z_jᵀZ_j and the
-counts m_j (ZᵀZ is their sum). :func:`class_statistics` forms them in one pass over the rows
-grouped by label (m·d² multiply-adds, the cost of ZᵀZ itself) and :func:`rate_reduction_from_stats`
-finishes with one batched Cholesky of k+1 small d×d matrices. The same statistics feed the
+counts m_j (ZᵀZ is their sum). :func:`class_statistics` forms them in one batched product over
+the rows placed in class-pure tiles (m·d² multiply-adds, the cost of ZᵀZ itself, with shapes
+that never depend on the labels) and :func:`rate_reduction_from_stats` finishes with one batched Cholesky of k+1 small d×d matrices. The same statistics feed the
 nearest-subspace classifier and add up across devices.
 """
 from __future__ import annotations
@@ -69,39 +69,53 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-class _SortedClassGrams(torch.autograd.Function):
-    """Per-class Grams of rows already grouped by class: G_j = Σ_{i∈j} w_i z_i z_iᵀ.
+#: Largest tile of the padded class blocks (rows): big enough for one efficient batched product.
+MAX_TILE = 1024
 
-    Forward reads Z once through ``order`` (rows grouped by label, ``sizes`` per class);
-    backward writes ∂/∂z_i = w_i z_i (S_j + S_jᵀ) straight back to the unsorted rows, so autograd
-    never sees the gather, the split or the k small products (one m·d² product each way).
-    Weights are constants (no gradient flows to them).
+
+def _tile_rows(m: int, num_classes: int) -> int:
+    """Rows per tile: a power of two ≥ 16, about m / (4k), at most :data:`MAX_TILE`, so that the
+    padding (at most k−1 rows per class) stays a small share of m whatever the batch size."""
+    tile = 16
+    while tile < MAX_TILE and tile * 4 * num_classes < m:
+        tile *= 2
+    return tile
+
+
+class _TiledClassGrams(torch.autograd.Function):
+    """Per-class Grams G_j = Σ_{i∈j} w_i z_i z_iᵀ from rows placed in class-pure tiles.
+
+    Every row i kept goes to slot ``dest[i]`` of a zeroed buffer of ``num_tiles·tile`` rows, in
+    which each class owns whole tiles; a dropped row goes to one extra slot that no tile reads.
+    One batched product gives each tile's Gram, and ``index_add`` sums them per class
+    (``tile_class``; value k marks an unused tile). The shapes depend on m and k only, never on
+    the labels, so nothing is read back to the host. With weights the rows are scaled by √w_i
+    (w_i z_i z_iᵀ = (√w_i z_i)(√w_i z_i)ᵀ). Backward writes ∂/∂z_i = w_i (S_j + S_jᵀ) z_i
+    straight back to the rows: one product each way, as for one Gram. Weights get no gradient.
     """
 
     @staticmethod
-    def forward(ctx, Z, order, sizes, w_sorted, num_classes):
-        Zs = Z.index_select(0, order)  # (m, d) -> (m', d), classes contiguous
-        Ws = Zs if w_sorted is None else Zs * w_sorted[:, None]
-        grams = Z.new_zeros(num_classes, Z.shape[1], Z.shape[1])
-        for j, (bw, bz) in enumerate(zip(torch.split(Ws, sizes), torch.split(Zs, sizes))):
-            if bz.shape[0]:
-                torch.mm(bw.T, bz, out=grams[j])
-        ctx.save_for_backward(Ws, order)
-        ctx.sizes, ctx.m = sizes, Z.shape[0]
-        return grams
+    def forward(ctx, Z, dest, sqrt_w, tile_class, num_classes, tile):
+        d = Z.shape[1]
+        slots = tile_class.shape[0] * tile
+        rows = Z if sqrt_w is None else Z * sqrt_w[:, None]
+        tiles = Z.new_zeros(slots + 1, d).index_copy_(0, dest, rows)[:slots].view(-1, tile, d)
+        tile_grams = torch.bmm(tiles.transpose(1, 2), tiles)  # (tiles, d, d)
+        grams = Z.new_zeros(num_classes + 1, d, d).index_add_(0, tile_class, tile_grams)
+        ctx.save_for_backward(tiles, dest, sqrt_w, tile_class)
+        return grams[:num_classes]
 
     @staticmethod
     def backward(ctx, grad_grams):
-        Ws, order = ctx.saved_tensors
+        tiles, dest, sqrt_w, tile_class = ctx.saved_tensors
+        d = tiles.shape[2]
         sym = grad_grams + grad_grams.transpose(1, 2)  # (k, d, d)
-        grad_sorted = torch.empty_like(Ws)
-        start = 0
-        for j, n in enumerate(ctx.sizes):
-            if n:
-                torch.mm(Ws[start:start + n], sym[j], out=grad_sorted[start:start + n])
-            start += n
-        grad_Z = Ws.new_zeros(ctx.m, Ws.shape[1]).index_copy_(0, order, grad_sorted)
-        return grad_Z, None, None, None, None
+        sym = torch.cat([sym, sym.new_zeros(1, d, d)]).index_select(0, tile_class)  # per tile
+        grad_rows = torch.cat([torch.bmm(tiles, sym).reshape(-1, d), tiles.new_zeros(1, d)])
+        grad_Z = grad_rows.index_select(0, dest)  # dropped rows read the zero slot
+        if sqrt_w is not None:
+            grad_Z = grad_Z * sqrt_w[:, None]
+        return grad_Z, None, None, None, None, None
 
 
 def class_statistics(
@@ -109,17 +123,21 @@ def class_statistics(
     labels: torch.Tensor,
     num_classes: int,
     weights: torch.Tensor | None = None,
+    check: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class Gram matrices Σ_{i∈j} w_i z_i z_iᵀ and counts Σ_{i∈j} w_i.
 
     Z: (m, d); labels: (m,) int, values in [0, num_classes) or negative (ignored);
-    weights: optional (m,) non-negative finite floats or a bool mask (False drops the row); a
-    negative or non-finite weight raises ``ValueError``.
+    weights: optional (m,) non-negative finite floats or a bool mask (False drops the row).
     Returns grams (k, d, d) and counts (k,) in float32 (float64 for float64 input).
 
-    Rows are sorted by label once and each class's contiguous block gives its Gram: no k×m×d
-    or k×m×m intermediate. Reading the k block sizes costs one host sync; the weights' check
-    rides on the same transfer (one flag appended to the sizes), so it adds no sync.
+    ``check=True``: a label ≥ num_classes or a negative or non-finite weight raises ``ValueError``;
+    reading that verdict is one host sync. ``check=False`` reads nothing back (for a training step
+    whose labels and masks are valid by construction): such a row then makes every count NaN, so
+    the loss is NaN and nothing is silently dropped.
+
+    The rows go into class-pure tiles in one pass (:class:`_TiledClassGrams`): one batched product,
+    about m·d² multiply-adds like ZᵀZ itself, no k×m×d intermediate, and shapes fixed by m and k.
     """
     if Z.dim() != 2:
         raise ValueError(f"Z must be (m, d) with samples as rows, got shape {tuple(Z.shape)}")
@@ -130,39 +148,53 @@ def class_statistics(
     if num_classes < 1:
         raise ValueError(f"num_classes must be ≥ 1, got {num_classes}")
     dtype = _compute_dtype(Z.dtype)
+    k, (m, d) = num_classes, Z.shape
     with torch.autocast(device_type=Z.device.type, enabled=False):
         Z = Z.to(dtype)
         labels = labels.to(Z.device).long()
-        keep = labels >= 0
-        w = None
+        w, invalid = None, labels >= k
+        keep = (labels >= 0) & ~invalid
         if weights is not None:
             if weights.shape != labels.shape:
-                raise ValueError(f"weights must be ({Z.shape[0]},), got {tuple(weights.shape)}")
+                raise ValueError(f"weights must be ({m},), got {tuple(weights.shape)}")
             weights = weights.to(Z.device)
             if weights.dtype == torch.bool:
                 keep = keep & weights
             else:
                 w = weights.detach().to(dtype)
-                keep = keep & (w != 0)
-        sizes = torch.bincount(labels[keep], minlength=num_classes)
-        if w is None:
-            sizes_list = sizes.tolist()  # the one host sync
-        else:
-            bad = (~torch.isfinite(w) | (w < 0)).any()  # negative or NaN weights: read with the sizes
-            *sizes_list, bad_weight = torch.cat([sizes, bad.to(sizes.dtype)[None]]).tolist()  # one sync
-            if bad_weight:
+                bad_w = ~torch.isfinite(w) | (w < 0)
+                invalid = invalid | bad_w
+                keep = keep & (w > 0) & ~bad_w
+        if check:
+            flags = torch.stack([(labels >= k).any(), invalid.any()]).tolist()  # the one host sync
+            if flags[0]:
+                raise ValueError(f"a label is ≥ num_classes = {k}: {int(labels.max())}")
+            if flags[1]:
                 shown = w[~torch.isfinite(w) | (w < 0)][:3].tolist()
                 raise ValueError(f"weights must be finite and ≥ 0 (0 drops a row), got values such as {shown}")
-        if len(sizes_list) > num_classes:
-            raise ValueError(f"a label is ≥ num_classes = {num_classes}: {int(labels.max())}")
-        # Rows grouped by label, dropped rows last and cut off: (m,) -> (m',)
-        order = torch.argsort(torch.where(keep, labels, num_classes), stable=True)[: sum(sizes_list)]
-        w_sorted = None if w is None else w[order]
-        grams = _SortedClassGrams.apply(Z, order, sizes_list, w_sorted, num_classes)
+        if m == 0:
+            return Z.new_zeros(k, d, d), Z.new_zeros(k)
+        key = torch.where(keep, labels, k)  # (m,) class, or k for a dropped row
+        order = torch.argsort(key, stable=True)  # rows grouped by class, dropped ones last
+        per_key = torch.zeros(k + 1, dtype=torch.long, device=Z.device).index_add_(0, key, torch.ones_like(key))
+        first = per_key.cumsum(0) - per_key  # sorted position of each class's first row
+        rank = torch.empty_like(key).index_copy_(  # position of each row within its class
+            0, order, torch.arange(m, device=Z.device) - first[key[order]])
+        sizes = per_key[:k]  # (k,) rows per class
+        tile = _tile_rows(m, k)
+        num_tiles = -(-(m + k * (tile - 1)) // tile)  # enough for every class padded to whole tiles
+        padded = (sizes + tile - 1) // tile * tile
+        ends = padded.cumsum(0)
+        dest = torch.where(keep, (ends - padded)[key.clamp(max=k - 1)] + rank, num_tiles * tile)
+        tile_class = torch.searchsorted(ends, torch.arange(num_tiles, device=Z.device) * tile, right=True)
+        sqrt_w = None if w is None else torch.where(keep, w, 0).sqrt()
+        grams = _TiledClassGrams.apply(Z, dest, sqrt_w, tile_class, k, tile)
         if w is None:
             counts = sizes.to(dtype)
         else:
-            counts = Z.new_zeros(num_classes).index_add_(0, labels[order], w_sorted)
+            counts = Z.new_zeros(k + 1).index_add_(0, key, torch.where(keep, w, 0))[:k]
+        # check=False: an invalid row poisons the counts instead of vanishing (no host read).
+        counts = torch.where(invalid.any(), torch.full_like(counts, math.nan), counts)
     return grams, counts
 
 
@@ -243,6 +275,7 @@ def rate_reduction(
     weights: torch.Tensor | None = None,
     distributed: bool = False,
     group=None,
+    check: bool = True,
 ) -> RateReduction:
     """Exact MCR² terms of features Z (m, d) with integer labels (m,).
 
@@ -254,10 +287,12 @@ def rate_reduction(
     ``distributed=True``: Z is this rank's share of a batch split across the ranks of ``group``;
     the result is the MCR² of the whole global batch on every rank, and the gradient w.r.t. these
     rows is theirs in the global loss (:func:`all_reduce_statistics`).
+    ``check=False`` skips the one host sync of the label and weight check (see
+    :func:`class_statistics`): an invalid row then makes the terms NaN instead of raising.
     """
     _check_scalar("eps_sq", eps_sq, positive=True)  # before the statistics: fail fast and cheaply
     _check_scalar("gamma", gamma, positive=False)
-    grams, counts = class_statistics(Z, labels, num_classes, weights)
+    grams, counts = class_statistics(Z, labels, num_classes, weights, check)
     if distributed:
         grams, counts = all_reduce_statistics(grams, counts, group)
     with torch.autocast(device_type=Z.device.type, enabled=False):
@@ -272,7 +307,8 @@ class MCR2Loss(nn.Module):
     ``distributed=True`` each rank passes its share of the batch and gets the global loss.
     """
 
-    def __init__(self, num_classes: int, eps_sq: float = 0.5, gamma: float = 1.0, distributed: bool = False, group=None):
+    def __init__(self, num_classes: int, eps_sq: float = 0.5, gamma: float = 1.0, distributed: bool = False,
+                 group=None, check: bool = True):
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be an integer ≥ 1, got {num_classes!r}")
@@ -283,11 +319,13 @@ class MCR2Loss(nn.Module):
         self.gamma = gamma  # γ, weight of R in the loss
         self.distributed = distributed  # all-reduce the statistics: the loss of the global batch
         self.group = group  # process group (None = the default group)
+        self.check = check  # raise on bad labels/weights (one host sync); False: they give NaN
 
     def forward(
         self, Z: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
     ) -> RateReduction:
-        return rate_reduction(Z, labels, self.num_classes, self.eps_sq, self.gamma, weights, self.distributed, self.group)
+        return rate_reduction(Z, labels, self.num_classes, self.eps_sq, self.gamma, weights, self.distributed, self.group,
+                              self.check)
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, eps_sq={self.eps_sq}, gamma={self.gamma}"

@@ -111,6 +111,11 @@ class _Trainer(Evaluation):
         # The whole split as tensors on the device: no DataLoader between the data and the GPU.
         self.X, self.Y = train.tensors(self.device)
         self.val = {dom: v.tensors(self.device) for dom, v in vals.items()}
+        # Checked once here, so that the step's MCR² can skip its per-step check (a host sync).
+        for split, y in [("train", self.Y), *((f"val_{dom}", v[1]) for dom, v in self.val.items())]:
+            if y.numel() and not (0 <= int(y.min()) and int(y.max()) < self.k):
+                raise ValueError(f"{self.exp.name}: {split} labels must lie in [0, {self.k}), "
+                                 f"got {int(y.min())}..{int(y.max())}")
         self.in_channels = self.X.shape[1]
 
     def _build_model(self):
@@ -151,7 +156,9 @@ class _Trainer(Evaluation):
         self.sched = torch.optim.lr_scheduler.ExponentialLR(self.opt, gamma=o.lr_decay)
         # Distributed MCR² is the loss of the global batch on every rank; DDP averages gradients
         # over ranks, so the MCR² term is scaled by the world size to give the global gradient.
-        self.mcr2 = MCR2Loss(self.k, eps_sq=loss.eps_sq, gamma=loss.gamma, distributed=self.world > 1)
+        # check=False: no host sync in the step (labels are checked once when loaded, masks and pooled
+        # weights are valid by construction; anything else would show as a NaN loss).
+        self.mcr2 = MCR2Loss(self.k, eps_sq=loss.eps_sq, gamma=loss.gamma, distributed=self.world > 1, check=False)
         if loss.mcr2_resolution is not None and not self.seg:
             raise ValueError("loss.mcr2_resolution applies to segmentation only")
 
@@ -189,7 +196,7 @@ class _Trainer(Evaluation):
                 logits = self.train_head(feats)
                 loss = F.cross_entropy(logits.float(), y)
                 with torch.no_grad():
-                    rr = rate_reduction(F.normalize(Z.detach().float(), dim=1), labels, self.k, loss_cfg.eps_sq)
+                    rr = rate_reduction(F.normalize(Z.detach().float(), dim=1), labels, self.k, loss_cfg.eps_sq, check=False)
                 return loss, loss, rr
             if bg is None:
                 rr = self._mcr2_term(feats, Z, y)
@@ -199,7 +206,7 @@ class _Trainer(Evaluation):
             loss = F.cross_entropy(bg.float(), fg_true.long())
             if not self.mask_on:
                 with torch.no_grad():
-                    rr = rate_reduction(Z.detach(), labels, self.k, loss_cfg.eps_sq, weights=fg_true.reshape(-1))
+                    rr = rate_reduction(Z.detach(), labels, self.k, loss_cfg.eps_sq, weights=fg_true.reshape(-1), check=False)
                 return loss, loss, rr
             keep = fg_true if loss_cfg.background_mask == "ground_truth" else bg.detach().argmax(1) == 1
             rr = self._mcr2_term(feats, Z, y, keep)
@@ -245,7 +252,8 @@ class _Trainer(Evaluation):
             bad = int((~torch.isfinite(logs[:, 0])).nonzero()[0])
             raise TrainingDiverged(
                 f"{exp.name} (seed {exp.seed}): the loss became {logs[bad, 0].item()} at epoch {epoch}, "
-                f"step {bad + 1}; try a lower optim.lr (now {exp.optim.lr})"
+                f"step {bad + 1}; try a lower optim.lr (now {exp.optim.lr}). (The step's MCR² does not check "
+                f"its weights on every step: a negative or non-finite weight would also show as NaN here.)"
             )
         self.sched.step()
         return logs

@@ -322,3 +322,81 @@ def test_nearest_subspace_warns_when_a_class_has_fewer_samples_than_r():
     with pytest.warns(UserWarning, match=r"classes \[2\] have fewer samples \(2\) than n_components = 3"):
         clf = NearestSubspace(3).fit(Z[keep], labels[keep], 3)
     assert clf.predict(Z).shape == (60,)  # still usable
+
+
+def per_class_grams_reference(Z, labels, k, weights=None):
+    """Per-class Grams by plain autograd ops (a loop over classes), in float64."""
+    w = torch.ones(Z.shape[0], dtype=torch.float64) if weights is None else weights.double()
+    rows = [(labels == j) for j in range(k)]
+    grams = torch.stack([(Z[r] * w[r, None]).T @ Z[r] for r in rows])
+    counts = torch.stack([w[r].sum() for r in rows])
+    return grams, counts
+
+
+@pytest.mark.parametrize("layout", ["many tiles", "exact tile multiples", "empty and dropped", "weighted"])
+def test_tiled_statistics_and_gradient_match_a_per_class_loop(layout):
+    """The tiled fast path (classes padded to whole tiles, one batched product) against a loop,
+    values and gradients, where rows span several tiles of the largest size."""
+    from mcr2.loss import MAX_TILE, _tile_rows
+
+    k, d = 4, 6
+    g = torch.Generator().manual_seed(3)
+    if layout == "exact tile multiples":
+        m = 4 * MAX_TILE * k * 2
+        labels = torch.arange(m) % k  # every class exactly a multiple of the tile
+    else:
+        m = 9000
+        labels = torch.randint(0, k, (m,), generator=g)
+    assert _tile_rows(m, k) >= 64  # several tiles per class, not the smallest tile
+    weights = None
+    if layout == "empty and dropped":
+        labels[labels == 2] = 1  # class 2 empty
+        labels[::7] = -1  # dropped rows scattered among the kept ones
+    if layout == "weighted":
+        weights = torch.rand(m, generator=g, dtype=torch.float64)
+        weights[::5] = 0.0
+    Z = unit_rows(m, d, g, torch.float64).requires_grad_()
+    grams, counts = mcr2.class_statistics(Z, labels, k, weights)
+    Zr = Z.detach().clone().requires_grad_()
+    ref_grams, ref_counts = per_class_grams_reference(Zr, labels, k, weights)
+    torch.testing.assert_close(grams, ref_grams)
+    torch.testing.assert_close(counts, ref_counts)
+    out = mcr2.rate_reduction_from_stats(grams, counts).loss
+    ref = mcr2.rate_reduction_from_stats(ref_grams, ref_counts).loss
+    out.backward()
+    ref.backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(Z.grad, Zr.grad)
+    if layout == "empty and dropped":
+        assert (Z.grad[::7] == 0).all()  # dropped rows get no gradient
+
+
+def test_tile_size_follows_the_batch():
+    from mcr2.loss import MAX_TILE, _tile_rows
+
+    assert _tile_rows(128 * 28 * 28, 11) == MAX_TILE  # a segmentation batch: padding ≤ 11 % of m
+    assert _tile_rows(500, 10) == 16  # a classification batch: no tile of mostly padding
+    assert _tile_rows(0, 3) == 16
+
+
+def test_unchecked_statistics_agree_and_invalid_rows_give_nan_not_a_silent_drop():
+    """check=False (no host sync, for the training step) gives the same numbers on valid input;
+    a label ≥ k or a bad weight makes the terms NaN, where check=True raises."""
+    g = torch.Generator().manual_seed(4)
+    Z = unit_rows(300, 8, g)
+    labels = torch.randint(0, 5, (300,), generator=g)
+    w = torch.rand(300, generator=g)
+    for weights in (None, w, w > 0.3):
+        a = rate_reduction(Z, labels, 5, weights=weights)
+        b = rate_reduction(Z, labels, 5, weights=weights, check=False)
+        torch.testing.assert_close(torch.stack(list(a)), torch.stack(list(b)))
+    bad_labels = labels.clone()
+    bad_labels[10] = 5
+    with pytest.raises(ValueError, match="num_classes"):
+        rate_reduction(Z, bad_labels, 5)
+    assert torch.isnan(MCR2Loss(5, check=False)(Z, bad_labels).loss)
+    bad_w = w.clone()
+    bad_w[3] = -0.5
+    assert torch.isnan(rate_reduction(Z, labels, 5, weights=bad_w, check=False).loss)
+    bad_w[3] = float("nan")
+    assert torch.isnan(rate_reduction(Z, labels, 5, weights=bad_w, check=False).loss)
