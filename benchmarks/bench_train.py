@@ -6,7 +6,10 @@ One line per configuration: ResNet18 with CE and with MCR² (classification), an
 masked MCR² (segmentation, MCR² switched on). Each step is one training step of the engine on
 random data of the profile's batch size and model width, timed over ``--steps`` steps after one
 warm-up step. On a GPU it also prints the share of a step spent in the MCR² loss (forward and
-backward of the loss alone on the same features), measured in the same run.
+backward of the loss alone on the same features), measured in the same run, and how busy the GPU
+is during a step (kernel time / wall time under torch.profiler): well under 100 % means the step
+waits on the host (launches, syncs), which CUDA graphs or fewer kernels would win back; near 100 %
+means only less arithmetic or faster kernels can help.
 """
 from __future__ import annotations
 
@@ -62,15 +65,31 @@ def bench(name: str, profile: str, device: torch.device, steps: int, batch_size:
         Z = torch.nn.functional.normalize(torch.randn(m, d, generator=g), dim=1).to(device)
         labels = y.reshape(-1)
         z = Z.requires_grad_()
-        rate_reduction(z, labels, exp.num_classes).loss.backward()
+        rate_reduction(z, labels, exp.num_classes, check=False).loss.backward()
         sync(device)
         t0 = time.perf_counter()
         for _ in range(steps):
             z.grad = None
-            rate_reduction(z, labels, exp.num_classes).loss.backward()
+            rate_reduction(z, labels, exp.num_classes, check=False).loss.backward()
         sync(device)
         loss_share = (time.perf_counter() - t0) / steps / per_step
-    return bs / per_step, per_step, loss_share, exp
+    return bs / per_step, per_step, loss_share, gpu_busy(step, steps, device), exp
+
+
+def gpu_busy(step, steps: int, device: torch.device) -> float:
+    """Share of the wall time of ``steps`` calls of ``step`` in which a CUDA kernel ran (NaN on CPU)."""
+    if device.type != "cuda":
+        return float("nan")
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync(device)
+        wall = time.perf_counter() - start
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    return sum(e.time_range.elapsed_us() for e in kernels) / 1e6 / wall
 
 
 def main():
@@ -87,11 +106,14 @@ def main():
     profile = args.profile or ("paper" if device.type == "cuda" else "smoke")
     print(f"device: {device_name(device)}; torch {torch.__version__}; profile {profile}; "
           f"cudnn.benchmark {args.cudnn_benchmark}")
-    print(f"{'configuration':22s} {'width':>5} {'batch':>6} {'images/s':>10} {'ms/step':>9} {'loss share':>11}")
+    print(f"{'configuration':22s} {'width':>5} {'batch':>6} {'images/s':>10} {'ms/step':>9} {'loss share':>11}"
+          f" {'GPU busy':>9}")
     for label, exp_name in CONFIGS:
-        ips, per_step, share, exp = bench(exp_name, profile, device, args.steps, args.batch_size)
+        ips, per_step, share, busy, exp = bench(exp_name, profile, device, args.steps, args.batch_size)
         shown = "-" if share != share else f"{share:.1%}"  # CE has no MCR² term
-        print(f"{label:22s} {exp.model.width:>5} {exp.optim.batch_size:>6} {ips:>10.0f} {per_step * 1e3:>9.1f} {shown:>11}")
+        busy = "-" if busy != busy else f"{busy:.0%}"
+        print(f"{label:22s} {exp.model.width:>5} {exp.optim.batch_size:>6} {ips:>10.0f} {per_step * 1e3:>9.1f} {shown:>11}"
+              f" {busy:>9}")
 
 
 if __name__ == "__main__":
