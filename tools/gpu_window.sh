@@ -7,6 +7,7 @@
 # SECONDS (default 560): the whole script's wall time; the trainer gets what the set-up leaves.
 # PAPER OPTIONS go to `python -m mcr2 paper`, e.g. `--only cls_mnist_ce cls_mnist_mcr2` in a window
 # that carries the classification data only (tools/gpu_prepare.sh --classification-only).
+# MCR2_WINDOW_BENCH=0 skips the benchmarks (a second call on a machine still warm: only records).
 # Back here: python -m mcr2 paper --import-pack OUT_DIR/records.tar.xz
 set -uo pipefail
 packed=$(cd "$1" && pwd); out=$(mkdir -p "$2" && cd "$2" && pwd); total=${3:-560}; jobs=${4:-1}
@@ -37,12 +38,14 @@ else
 fi
 export PYTHONPATH=$(pwd)
 
-stamp bench_loss
-timeout 60 python3 benchmarks/bench_loss.py --device cuda --repeats 10
-stamp profile_loss
-timeout 40 python3 benchmarks/profile_loss.py --device cuda --rows 15
-stamp bench_train
-for mode in off on; do timeout 60 python3 benchmarks/bench_train.py --device cuda --profile paper --steps 10 --cudnn-benchmark $mode; done
+if [ "${MCR2_WINDOW_BENCH:-1}" != 0 ]; then
+  stamp bench_loss
+  timeout 45 python3 benchmarks/bench_loss.py --device cuda --repeats 10
+  stamp profile_loss
+  timeout 30 python3 benchmarks/profile_loss.py --device cuda --rows 15
+  stamp bench_train
+  timeout 60 python3 benchmarks/bench_train.py --device cuda --profile paper --steps 10
+fi
 
 left=$((total - (SECONDS - start) - 10))
 stamp "paper (budget $left s, $jobs jobs)"
