@@ -1,6 +1,6 @@
 """Training throughput (images/s) of the report's models on the device at hand.
 
-    python benchmarks/bench_train.py [--device cpu|cuda] [--profile smoke|paper] [--steps 5]
+    python benchmarks/bench_train.py [--device cpu|cuda] [--profile smoke|paper] [--steps 5] [--cuda-graphs on]
 
 One line per configuration: ResNet18 with CE and with MCR² (classification), and the U-Net with
 masked MCR² (segmentation, MCR² switched on). Each step is one training step of the engine on
@@ -10,6 +10,11 @@ backward of the loss alone on the same features), measured in the same run, and 
 is during a step (kernel time / wall time under torch.profiler): well under 100 % means the step
 waits on the host (launches, syncs), which CUDA graphs or fewer kernels would win back; near 100 %
 means only less arithmetic or faster kernels can help.
+
+``--cuda-graphs on`` (CUDA only) then compares, per configuration, the eager step with the step
+replayed as a CUDA graph (:class:`mcr2.graphs.GraphedStep`): two fresh trainers built alike take the
+same steps on the same batch; it prints the images/s of each, their ratio, and the largest difference
+of their parameters afterwards (bf16 rounding and cuDNN's choices allow a small one).
 """
 from __future__ import annotations
 
@@ -21,13 +26,15 @@ import torch
 from mcr2 import training
 from mcr2.engine import _Trainer, resolve_device
 from mcr2.experiments import experiment
+from mcr2.graphs import GraphedStep
 from mcr2.loss import rate_reduction
 from mcr2.profiling import device_name, sync
 
 CONFIGS = [("ResNet18 CE", "cls_mnist_ce"), ("ResNet18 MCR²", "cls_mnist_mcr2"), ("U-Net MCR² masked", "seg_bg_mcr2_masked")]
 
 
-def bench(name: str, profile: str, device: torch.device, steps: int, batch_size: int | None):
+def _setup(name: str, profile: str, device: torch.device, batch_size: int | None):
+    """A built trainer of the experiment (MCR² switched on) and one random batch of its size."""
     exp = experiment(name, profile, 0)
     if batch_size:
         exp = exp.replace(**{"optim.batch_size": batch_size})
@@ -44,20 +51,36 @@ def bench(name: str, profile: str, device: torch.device, steps: int, batch_size:
     trainer.in_channels = channels
     trainer._build_model()
     trainer.mask_on = True
+    return exp, trainer, x, y, g
 
-    def step():
-        loss, _, _ = trainer._step_loss(x, y)
-        trainer.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        trainer.opt.step()
 
-    step()
+def _train_step(trainer, x, y):
+    """One eager training step, as ``_Trainer._epoch`` takes it."""
+    loss, _, _ = trainer._step_loss(x, y)
+    trainer.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    trainer.opt.step()
+
+
+def _per_step(step, steps: int, device: torch.device) -> float:
     sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
     sync(device)
-    per_step = (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / steps
+
+
+def bench(name: str, profile: str, device: torch.device, steps: int, batch_size: int | None):
+    exp, trainer, x, y, g = _setup(name, profile, device, batch_size)
+    bs = exp.optim.batch_size
+    seg = exp.data.task == "segmentation"
+
+    def step():
+        _train_step(trainer, x, y)
+
+    step()
+    per_step = _per_step(step, steps, device)
     loss_share = float("nan")
     if exp.loss.kind == "mcr2":
         d = exp.model.feature_dim
@@ -74,6 +97,31 @@ def bench(name: str, profile: str, device: torch.device, steps: int, batch_size:
         sync(device)
         loss_share = (time.perf_counter() - t0) / steps / per_step
     return bs / per_step, per_step, loss_share, gpu_busy(step, steps, device), exp
+
+
+def bench_graphs(name: str, profile: str, device: torch.device, steps: int, batch_size: int | None,
+                 warmup: int = 3):
+    """Images/s of the eager and of the graphed step (two fresh trainers built alike, same seed, same
+    batch) and the largest difference of their parameters after the same steps."""
+    exp, eager, x, y, _ = _setup(name, profile, device, batch_size)
+    _, graphed_trainer, _, _, _ = _setup(name, profile, device, batch_size)
+    graphed = GraphedStep(graphed_trainer, warmup)
+
+    def eager_step():
+        _train_step(eager, x, y)
+
+    def graph_step():
+        graphed(x, y)
+
+    for _ in range(warmup + 1):  # the graph's eager warm-up steps, then its capture (and first replay)
+        eager_step()
+        graph_step()
+    per_eager = _per_step(eager_step, steps, device)
+    per_graph = _per_step(graph_step, steps, device)
+    diff = max((a - b).abs().max().item()
+               for a, b in zip(eager.modules.parameters(), graphed_trainer.modules.parameters()))
+    bs = exp.optim.batch_size
+    return bs / per_eager, bs / per_graph, diff, warmup + 1 + steps
 
 
 def gpu_busy(step, steps: int, device: torch.device) -> float:
@@ -100,6 +148,10 @@ def main():
     parser.add_argument("--batch-size", type=int, default=None, help="override the profile's batch size")
     parser.add_argument("--cudnn-benchmark", choices=["on", "off"], default="on",
                         help="cuDNN algorithm timing (mcr2.training.CUDNN_BENCHMARK; CUDA only)")
+    parser.add_argument("--cuda-graphs", choices=["off", "on", "both"], default="off",
+                        help="on (or both): after the table, the step replayed as a CUDA graph (mcr2.graphs) "
+                             "beside the eager step, images/s of each, their ratio and the largest parameter "
+                             "difference after the same steps (CUDA only)")
     args = parser.parse_args()
     training.CUDNN_BENCHMARK = args.cudnn_benchmark == "on"
     device = resolve_device(args.device)
@@ -114,6 +166,22 @@ def main():
         busy = "-" if busy != busy else f"{busy:.0%}"
         print(f"{label:22s} {exp.model.width:>5} {exp.optim.batch_size:>6} {ips:>10.0f} {per_step * 1e3:>9.1f} {shown:>11}"
               f" {busy:>9}")
+
+    if args.cuda_graphs == "off":
+        return
+    if device.type != "cuda":
+        print(f"CUDA graphs need CUDA: skipped on {device_name(device)}")
+        return
+    print("CUDA graphs (eager vs graphed step, fresh trainers from the same init, same batch):")
+    print(f"{'configuration':22s} {'eager img/s':>12} {'graph img/s':>12} {'ratio':>6} {'steps':>6} {'max |Δθ|':>9}")
+    for label, exp_name in CONFIGS:
+        try:
+            eager, graphed, diff, n = bench_graphs(exp_name, profile, device, args.steps, args.batch_size)
+        except Exception as e:  # one configuration failing on the GPU must not lose the others
+            first = (str(e).strip().splitlines() or [""])[0]
+            print(f"{label:22s} failed: {type(e).__name__}: {first}")
+            continue
+        print(f"{label:22s} {eager:>12.0f} {graphed:>12.0f} {graphed / eager:>5.2f}× {n:>6} {diff:>9.1e}")
 
 
 if __name__ == "__main__":

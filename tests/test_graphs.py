@@ -1,0 +1,114 @@
+"""The CUDA-graph training step: its clear errors and re-capture key (CPU), and that it trains as
+the eager loop does (CUDA only)."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from mcr2.experiments import experiment
+from mcr2.graphs import GraphedStep, _capture_key, _make_capturable, _uncached_autocast
+from mcr2.training import _Trainer
+
+
+def _trainer(name: str, device: torch.device, mask_on: bool = True):
+    """A built trainer without data (as benchmarks/bench_train.py makes one), plus a random batch."""
+    exp = experiment(name, "smoke", 0)
+    trainer = _Trainer(exp, None, device, "off")
+    seg = exp.data.task == "segmentation"
+    channels = 3 if exp.data.background else 1
+    trainer.in_channels = channels
+    trainer._build_model()
+    trainer.mask_on = mask_on
+    return trainer, channels, seg
+
+
+def _batch(bs, channels, seg, device, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(bs, channels, 28, 28, generator=g)
+    y = torch.randint(0, 11, (bs, 28, 28), generator=g) if seg else torch.randint(0, 10, (bs,), generator=g)
+    return x.to(device), y.to(device)
+
+
+def test_cpu_trainer_is_refused():
+    trainer, _, _ = _trainer("cls_mnist_mcr2", torch.device("cpu"))
+    with pytest.raises(ValueError, match="CUDA device.*cpu"):
+        GraphedStep(trainer)
+
+
+def test_distributed_and_bad_warmup_are_refused():
+    fake = SimpleNamespace(device=torch.device("cuda"), world=2)
+    with pytest.raises(ValueError, match="distributed.*world size 2"):
+        GraphedStep(fake)
+    with pytest.raises(ValueError, match="warmup"):
+        GraphedStep(SimpleNamespace(device=torch.device("cuda"), world=1), warmup=0)
+
+
+def test_capture_key_follows_scheduler_and_mode():
+    trainer, _, _ = _trainer("seg_bg_mcr2_masked", torch.device("cpu"), mask_on=False)
+    assert trainer.exp.optim.lr_decay != 1
+    key = _capture_key(trainer)
+    assert key == (False, (trainer.exp.optim.lr,))
+    trainer.mask_on = True
+    assert _capture_key(trainer) == (True, key[1])
+    trainer.opt.step()  # (no grads: nothing moves) keeps the scheduler from warning about the order
+    trainer.sched.step()
+    assert _capture_key(trainer)[1] != key[1]
+    assert _capture_key(trainer)[1] == (pytest.approx(trainer.exp.optim.lr * trainer.exp.optim.lr_decay),)
+
+
+def test_optimizers_made_capturable_or_refused():
+    p = torch.nn.Parameter(torch.ones(3))
+    adam = torch.optim.Adam([p], lr=0.1)
+    p.grad = torch.ones(3)
+    adam.step()  # state made with its step counter on the host
+    _make_capturable(adam)
+    assert adam.param_groups[0]["capturable"] and adam.state[p]["step"].device == p.device
+    sgd = torch.optim.SGD([p], lr=0.1)
+    _make_capturable(sgd)  # nothing to change
+    with pytest.raises(ValueError, match="LBFGS"):
+        _make_capturable(torch.optim.LBFGS([p]))
+
+
+def test_uncached_autocast_is_scoped():
+    class Fake:
+        def _autocast(self):
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    t = Fake()
+    with _uncached_autocast(t):
+        inner = t._autocast()
+        assert not inner._cache_enabled and inner.fast_dtype == torch.bfloat16 and inner.device == "cpu"
+    assert t._autocast()._cache_enabled  # the method again
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+# CE's step is deterministic on CUDA (eager against eager: equal bits), so the graph must match it
+# closely; the MCR² steps use kernels with atomics, whose eager runs already differ by ~2e-2 after
+# a few steps, so only a loose check is meaningful there.
+@pytest.mark.parametrize("name, tol", [("cls_mnist_ce", 1e-4), ("cls_mnist_mcr2", 0.1), ("seg_bg_mcr2_masked", 0.1)])
+def test_graphed_step_trains_like_eager(name, tol):
+    """Same init, same batches: 6 full steps, a learning-rate decay (re-capture), 2 more steps and a
+    ragged batch (eager) give the same parameters, up to the eager step's own run-to-run spread."""
+    device = torch.device("cuda")
+    eager, channels, seg = _trainer(name, device)
+    graphed, _, _ = _trainer(name, device)
+    _make_capturable(eager.opt)  # same Adam arithmetic on both sides
+    step = GraphedStep(graphed, warmup=3)
+    bs = eager.exp.optim.batch_size
+    sizes = [bs] * 6 + ["decay"] + [bs] * 2 + [bs // 2 + 1]
+    for i, size in enumerate(sizes):
+        if size == "decay":
+            for trainer in (eager, graphed):  # as the scheduler does, whatever the profile's decay
+                for group in trainer.opt.param_groups:
+                    group["lr"] *= 0.5
+            continue
+        x, y = _batch(size, channels, seg, device, i)
+        loss, logged, rr = eager._step_loss(x, y)
+        eager.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        eager.opt.step()
+        row = step(x, y).clone()
+        torch.testing.assert_close(row[0], logged.detach().float(), atol=tol, rtol=tol)
+    assert step.captures == 2
+    for a, b in zip(eager.modules.parameters(), graphed.modules.parameters()):
+        torch.testing.assert_close(b, a, atol=tol, rtol=tol)
