@@ -7,6 +7,7 @@ the masking switch (:class:`mcr2.masking.MaskSwitch`) and the record (:meth:`_Tr
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from contextlib import nullcontext
@@ -21,12 +22,13 @@ from torch.nn.parallel import DistributedDataParallel
 from . import data as mcr2_data
 from .config import CODE_VERSION, Experiment, config_key
 from .evaluation import Evaluation
+from .graphs import GraphedStep
 from .loss import MCR2Loss, pooled_rows, rate_reduction
 from .masking import MaskSwitch
 from .models import ClassifierHead, ResNet18Features, UNet
 from .records import RunRecord, load_record, provenance, record_dir, write_record
 
-__all__ = ["TrainingDiverged", "CUDNN_BENCHMARK"]
+__all__ = ["TrainingDiverged", "CUDNN_BENCHMARK", "CUDA_GRAPHS"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -81,6 +83,12 @@ def _fmt(x) -> str:
 #: batch shapes of a run are fixed, so the timing pays back within the first epoch.
 CUDNN_BENCHMARK = True
 
+#: On one CUDA device, replay each full-batch training step as a CUDA graph (:class:`mcr2.graphs.
+#: GraphedStep`): the same updates without the host's per-kernel launch cost, which bounds the small
+#: ResNet18 steps (measured on an H100: 1.86x CE, 2.23x MCR², 1.02x the U-Net). MCR2_CUDA_GRAPHS=0
+#: turns it off (e.g. to compare, or where a capture fails).
+CUDA_GRAPHS = os.environ.get("MCR2_CUDA_GRAPHS", "1") != "0"
+
 
 class _Trainer(Evaluation):
     def __init__(self, exp: Experiment, runs_dir: Path, device: torch.device, progress: str):
@@ -88,6 +96,7 @@ class _Trainer(Evaluation):
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = CUDNN_BENCHMARK
         self.progress = _Progress(progress, exp)
+        self.graphed = None  # the step as a CUDA graph, set up by train() (see CUDA_GRAPHS)
         self.seg = exp.data.task == "segmentation"
         self.k = exp.num_classes
         self.use_amp = exp.optim.amp and device.type == "cuda"
@@ -241,11 +250,15 @@ class _Trainer(Evaluation):
         logs = torch.zeros(len(batches), 4, device=self.device)  # loss, R, Rc, ΔR per step
         for s, idx in enumerate(batches):
             idx = idx[self.rank::self.world]  # this rank's share of the batch
-            loss, logged, rr = self._step_loss(self.X[idx], self.Y[idx])
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            logs[s] = torch.stack([logged.detach().float(), rr.discriminative.detach(), rr.compressive.detach(), rr.delta_r.detach()])
+            if self.graphed is not None:
+                logs[s] = self.graphed(self.X[idx], self.Y[idx])
+            else:
+                loss, logged, rr = self._step_loss(self.X[idx], self.Y[idx])
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                logs[s] = torch.stack([logged.detach().float(), rr.discriminative.detach(), rr.compressive.detach(),
+                                       rr.delta_r.detach()])
             self.progress.step()
         logs = logs.cpu()
         if not torch.isfinite(logs[:, 0]).all():
@@ -268,6 +281,9 @@ class _Trainer(Evaluation):
             record["data"] = self.sources
             self._build_model()
             record["parameters"] = sum(p.numel() for p in self.modules.parameters())
+            use_graphs = CUDA_GRAPHS and self.device.type == "cuda" and self.world == 1
+            self.graphed = GraphedStep(self) if use_graphs else None
+            record["cuda_graphs"] = use_graphs
             switch = MaskSwitch(exp, *self.val[exp.data.val_domains[0]])
             self.mask_on = switch.on
             images_seen, train_seconds = 0, 0.0

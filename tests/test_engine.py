@@ -56,6 +56,7 @@ def test_each_kind_trains_records_and_reloads(name, tmp_path, monkeypatch):
         assert key in prov
     assert rec.config == exp and rec.record["key"] == config_key(exp)
     assert rec.record["wall_time_s"] > 0
+    assert rec.record["cuda_graphs"] is False  # CPU: eager steps, and the record says so
     if exp.data.task == "segmentation":
         for key in ("preview_images", "preview_masks", "preview_pred", "cosine_block_sums", "feature_sample"):
             assert key in rec.artefacts

@@ -38,13 +38,24 @@ else
 fi
 export PYTHONPATH=$(pwd)
 
+# Training steps replay as CUDA graphs (mcr2.training.CUDA_GRAPHS). Two short smoke runs (an SGD and
+# an Adam model, the MCR² switch) check the capture on this machine before the paper runs depend on
+# it; if they fail, this window trains eagerly (the same updates, slower) and the log says so.
+stamp graphs_check
+if ! timeout 150 python3 -m mcr2 run cls_mnist_mcr2 seg_bg_mcr2_masked --profile smoke --device cuda \
+     --runs-dir /tmp/mcr2-graphs-check --retrain --set optim.epochs=4 > /tmp/mcr2-graphs-check.log 2>&1; then
+  tail -n 15 /tmp/mcr2-graphs-check.log
+  echo "!! CUDA graphs failed their check: this window trains with MCR2_CUDA_GRAPHS=0 (eager steps)"
+  export MCR2_CUDA_GRAPHS=0
+fi
+
 if [ "${MCR2_WINDOW_BENCH:-1}" != 0 ]; then
   stamp bench_loss
   timeout 45 python3 benchmarks/bench_loss.py --device cuda --repeats 10
   stamp profile_loss
   timeout 30 python3 benchmarks/profile_loss.py --device cuda --rows 15
   stamp bench_train
-  timeout 60 python3 benchmarks/bench_train.py --device cuda --profile paper --steps 10
+  timeout 90 python3 benchmarks/bench_train.py --device cuda --profile paper --steps 10 --cuda-graphs on
 fi
 
 left=$((total - (SECONDS - start) - 10))
