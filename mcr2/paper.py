@@ -167,6 +167,12 @@ def plan_runs(seeds: list[int], runs_dir: Path, costs: dict, jobs: int = 1, name
     return plan
 
 
+def backgrounds_needed(plan: list[Planned]) -> list[str]:
+    """The background datasets (``data.background``, e.g. cifar100) of the plan's missing runs: the
+    pictures a GPU window must carry (tools/gpu_prepare.sh leaves them behind when none is needed)."""
+    return sorted({experiment(p.name, "paper", p.seed).data.background for p in plan if not p.done} - {None})
+
+
 def print_plan(plan: list[Planned], budget: float | None, jobs: int) -> None:
     todo = [p for p in plan if not p.done]
     print(f"paper profile: {len(plan) - len(todo)} of {len(plan)} records complete, {len(todo)} to train; "
@@ -378,6 +384,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit (any machine)")
     p.add_argument("--import-pack", type=Path, default=None, metavar="FILE",
                    help="unpack a pack's records into the runs dir and merge its measured costs")
+    p.add_argument("--backgrounds-needed", action="store_true",
+                   help="print the background datasets the missing runs need, one per line (none: nothing), and exit")
     p.add_argument("--runs-dir", type=Path, default=None, help="default: results/paper")
     p.add_argument("--device", default="auto")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
@@ -401,6 +409,9 @@ def main_from_args(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seeds must be ≥ 0, got {args.seeds}")
     costs = load_costs()
     plan = plan_runs(args.seeds, runs_dir, costs, args.jobs, args.only, overrides)
+    if args.backgrounds_needed:
+        print("\n".join(backgrounds_needed(plan)))
+        return 0
     print_plan(plan, args.budget, args.jobs)
     if args.dry_run:
         return 0

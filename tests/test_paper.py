@@ -182,3 +182,17 @@ def test_gpu_window_scripts_prepare_what_travels(tmp_path):
     with tarfile.open(dest / "source.tar") as tar:
         members = tar.getnames()
     assert "mcr2/paper.py" in members and not any(m.startswith("results/") for m in members)
+
+
+def test_backgrounds_needed_names_what_the_missing_runs_load(tmp_path):
+    """What a GPU window must carry: CIFAR-100 only while a background experiment is missing."""
+    both = paper.plan_runs([0], tmp_path, COSTS, names=["seg_bg_ce", "cls_mnist_ce"])
+    assert paper.backgrounds_needed(both) == ["cifar100"]
+    plain = paper.plan_runs([0], tmp_path, COSTS, names=["seg_mnist_ce", "cls_mnist_ce"])
+    assert paper.backgrounds_needed(plain) == []
+    for p in both:
+        p.done = p.name == "seg_bg_ce"  # its record exists: nothing left that needs the pictures
+    assert paper.backgrounds_needed(both) == []
+    out = subprocess.run([sys.executable, "-m", "mcr2.paper", "--backgrounds-needed", "--runs-dir", str(tmp_path),
+                          "--only", "seg_bg_mcr2", "cls_mnist_ce"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.split() == ["cifar100"], out.stderr

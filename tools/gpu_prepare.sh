@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # Make the folder that travels to a GPU machine with the checkout: the packed data, its unpack
 # script, and the committed code as source.tar (results/ left out: the records travel in the tree).
-#   bash tools/gpu_prepare.sh [--classification-only] [DEST]      (DEST default: .gpudata)
-# --classification-only leaves out the CIFAR-100 pictures (18 MB instead of 57 MB): enough when
-# only classification records are missing. Checks that checkout + DEST fit the 64 MiB that travel.
+#   bash tools/gpu_prepare.sh [--classification-only|--with-cifar] [DEST]      (DEST default: .gpudata)
+# The CIFAR-100 pictures (39 of the 57 MB) go along only when a missing paper record needs them
+# (`python -m mcr2.paper --backgrounds-needed`); MNIST and USPS (18 MB) serve classification and
+# plain-MNIST segmentation. --classification-only leaves them out, --with-cifar takes them, whatever
+# is missing. Checks that checkout + DEST fit the 64 MiB that travel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cls_only=0
-if [ "${1:-}" = "--classification-only" ]; then cls_only=1; shift; fi
+cls_only=auto
+case "${1:-}" in
+  --classification-only) cls_only=1; shift ;;
+  --with-cifar) cls_only=0; shift ;;
+esac
+if [ $cls_only = auto ]; then
+  py=python3; [ -x .venv/bin/python ] && py=.venv/bin/python
+  needs=$($py -m mcr2.paper --backgrounds-needed) || { echo "could not plan the missing records" >&2; exit 1; }
+  if [ -z "$needs" ]; then cls_only=1; echo "no missing record needs background pictures: CIFAR-100 stays here"
+  else cls_only=0; echo "missing records need: $needs"; fi
+fi
 dest=${1:-.gpudata}
 packed=../shared/gpu
 [ -f "$packed/unpack-data.sh" ] || { echo "no $packed/unpack-data.sh: the packed data lives in ../shared/gpu" >&2; exit 1; }
