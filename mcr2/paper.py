@@ -36,8 +36,13 @@ from .config import ConfigError, parse_overrides
 from .experiments import EXPERIMENTS, PROFILE_SEEDS, experiment
 from .records import check_runs_dir, complete_record_path, default_runs_dir, find_record, load_record, record_dir
 
-__all__ = ["PRIORITY", "COSTS_FILE", "Planned", "plan_runs", "estimate", "load_costs", "pack_records",
+__all__ = ["PRIORITY", "COSTS_FILE", "Planned", "plan_runs", "estimate", "graph_factor", "load_costs", "pack_records",
            "import_pack", "add_arguments", "main_from_args"]
+
+#: Share of an eager paper run's wall time spent in training steps, the part CUDA graphs speed up
+#: (H100 records: cls_mnist_ce 145 of 152 s, seg_mnist_mcr2 ~50 of 63 s); kept low, so that
+#: estimates scaled for graphs err long rather than have runs stopped at the deadline.
+TRAIN_SHARE = 0.85
 
 #: What each group of runs is for, most valuable first; experiments not named here come last.
 PRIORITY: list[tuple[str, list[str]]] = [
@@ -80,7 +85,8 @@ class Finished:
 
 # ------------------------------------------------------------------------------------ estimates
 def load_costs(path: Path = COSTS_FILE) -> dict:
-    """``{"device": str, "seconds": {name: {jobs: seconds}}, "sources": {name: str}}``."""
+    """``{"device": str, "seconds": {name: {jobs: seconds}}, "sources": {name: {jobs: str}},
+    "graphed": {name: {jobs: bool}} (measured with CUDA-graph steps), "graph_speedup": {arch/loss: ×}}``."""
     try:
         costs = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -103,24 +109,58 @@ def _similar(name: str, table: dict) -> str | None:
     return None
 
 
-def estimate(name: str, jobs: int, costs: dict) -> tuple[float, str]:
-    """Wall seconds of one run of ``name`` while ``jobs`` runs share the device, and why."""
+def estimate(name: str, jobs: int, costs: dict, graphs: bool | None = None) -> tuple[float, str]:
+    """Wall seconds of one run of ``name`` while ``jobs`` runs share the device, and why.
+
+    ``graphs`` (default :data:`mcr2.training.CUDA_GRAPHS`): the runs will replay their steps as CUDA
+    graphs; a time measured with eager steps is then scaled by :func:`graph_factor`."""
+    seconds, why, base_name, level = _measured_estimate(name, jobs, costs)
+    graphs = _graphs_default() if graphs is None else graphs
+    if graphs and base_name is not None and not costs.get("graphed", {}).get(base_name, {}).get(str(level)):
+        factor, speedup_note = graph_factor(name, costs)
+        if factor != 1.0:
+            return seconds * factor, f"{why}, eager; × {factor:.2f} for CUDA graphs ({speedup_note})"
+    return seconds, why
+
+
+def _graphs_default() -> bool:
+    from .training import CUDA_GRAPHS
+
+    return CUDA_GRAPHS
+
+
+def graph_factor(name: str, costs: dict) -> tuple[float, str]:
+    """How much of an eager run's wall time remains when its steps are replayed as CUDA graphs:
+    the training share divided by the step's measured speed-up (``graph_speedup`` in the cost
+    table, per model and loss: bench_train --cuda-graphs on), the rest (start, data, evaluation)
+    unchanged. 1.0 where no speed-up was measured."""
+    exp = experiment(name, "paper", 0)
+    key = f"{exp.model.arch}/{exp.loss.kind}"
+    speedup = costs.get("graph_speedup", {}).get(key)
+    if not isinstance(speedup, (int, float)) or speedup <= 1.0:
+        return 1.0, f"no speed-up measured for {key}"
+    return (1.0 - TRAIN_SHARE) + TRAIN_SHARE / speedup, f"{key} steps {speedup:.2f}× faster"
+
+
+def _measured_estimate(name: str, jobs: int, costs: dict) -> tuple[float, str, str | None, int | None]:
+    """(seconds, why, the experiment measured, the sharing level measured) from the table as it is."""
     table = costs["seconds"]
     base_name = name if name in table else _similar(name, table)
     if base_name is None:
         known = [min(v.values()) for v in table.values() if v]
-        return (max(known) if known else math.inf), "no measurement: the slowest known run"
+        return (max(known) if known else math.inf), "no measurement: the slowest known run", None, None
     per_jobs = {int(k): float(v) for k, v in table[base_name].items()}
     note = "" if base_name == name else f" (as {base_name})"
     if jobs in per_jobs:
-        return per_jobs[jobs], f"measured at {jobs} job{'s' * (jobs > 1)}{note}"
+        return per_jobs[jobs], f"measured at {jobs} job{'s' * (jobs > 1)}{note}", base_name, jobs
     ratios = _measured_slowdowns(table, jobs)
     base_jobs = min(per_jobs)
     alone = per_jobs[base_jobs] / _assumed_slowdown(base_jobs)
     if ratios:
         factor = sorted(ratios)[len(ratios) // 2]
-        return alone * factor, f"alone × {factor:.2f} (median measured slowdown at {jobs} jobs){note}"
-    return alone * _assumed_slowdown(jobs), f"alone × {_assumed_slowdown(jobs):.2f} (assumed slowdown at {jobs} jobs){note}"
+        return alone * factor, f"alone × {factor:.2f} (median measured slowdown at {jobs} jobs){note}", base_name, base_jobs
+    return (alone * _assumed_slowdown(jobs), f"alone × {_assumed_slowdown(jobs):.2f} (assumed slowdown at {jobs} jobs){note}",
+            base_name, base_jobs)
 
 
 def _assumed_slowdown(jobs: int) -> float:
@@ -261,7 +301,13 @@ def merge_costs(rows: list[dict], costs_path: Path = COSTS_FILE) -> dict:
             continue  # a run stopped at the deadline or failed says nothing about its cost
         name, level = row["name"], str(max(1, round(row["sharing"])))
         per, n_per = costs["seconds"].setdefault(name, {}), counts.setdefault(name, {})
+        graphed = costs.setdefault("graphed", {}).setdefault(name, {})
         n = n_per.get(level, 1 if level in per else 0)
+        if bool(row.get("cuda_graphs")) != bool(graphed.get(level)):
+            if not row.get("cuda_graphs"):
+                continue  # the table estimates graphed runs (the default): an eager time does not move it
+            n = 0  # the first graphed time replaces the eager ones
+            graphed[level] = True
         per[level] = round((per.get(level, 0.0) * n + row["wall_s"]) / (n + 1), 1)
         n_per[level] = n + 1
         src = costs["sources"].get(name)
@@ -351,7 +397,8 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
             finished.append(Finished(p, rc, wall, sharing, None if found is None else found.path))
             rows.append({"name": p.name, "seed": p.seed, "returncode": rc, "wall_s": round(wall, 1),
                          "sharing": round(sharing, 2), "device": device_name, "date": time.strftime("%Y-%m-%d"),
-                         "record_wall_s": None if found is None else round(found.record["wall_time_s"], 1)})
+                         "record_wall_s": None if found is None else round(found.record["wall_time_s"], 1),
+                         "cuda_graphs": None if found is None else bool(found.record.get("cuda_graphs", False))})
             print(f"-- {'done' if found else 'FAILED'} {p.name} seed {p.seed}: {wall:.0f} s wall, "
                   f"{sharing:.1f} runs sharing the device on average (rc {rc})", flush=True)
             if found is not None:

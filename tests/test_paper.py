@@ -196,3 +196,26 @@ def test_backgrounds_needed_names_what_the_missing_runs_load(tmp_path):
     out = subprocess.run([sys.executable, "-m", "mcr2.paper", "--backgrounds-needed", "--runs-dir", str(tmp_path),
                           "--only", "seg_bg_mcr2", "cls_mnist_ce"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.split() == ["cifar100"], out.stderr
+
+
+def test_eager_times_are_scaled_for_graphed_steps_until_a_graphed_run_replaces_them(tmp_path):
+    """Estimates follow the step the runs will take: an eager-measured time is scaled by the
+    measured graph speed-up of its model and loss; the first graphed measurement replaces the
+    eager ones, and a later eager one does not move it."""
+    costs = json.loads(json.dumps(COSTS))
+    costs["graph_speedup"] = {"resnet18/ce": 2.0}
+    eager, _ = paper.estimate("cls_mnist_ce", 1, costs, graphs=False)
+    graphed, why = paper.estimate("cls_mnist_ce", 1, costs, graphs=True)
+    assert eager == 160 and "CUDA graphs" in why
+    assert graphed == pytest.approx(160 * ((1 - paper.TRAIN_SHARE) + paper.TRAIN_SHARE / 2.0))
+    assert paper.estimate("seg_bg_ce", 1, costs, graphs=True)[0] == 50  # no speed-up measured: unchanged
+    path = tmp_path / "costs.json"
+    path.write_text(json.dumps(costs))
+    row = {"name": "cls_mnist_ce", "returncode": 0, "sharing": 1.0, "device": "test", "date": "d"}
+    merged = paper.merge_costs([{**row, "wall_s": 90.0, "cuda_graphs": True}], path)
+    assert merged["seconds"]["cls_mnist_ce"]["1"] == 90.0 and merged["graphed"]["cls_mnist_ce"]["1"]
+    assert paper.estimate("cls_mnist_ce", 1, merged, graphs=True)[0] == 90.0  # measured graphed: as is
+    merged = paper.merge_costs([{**row, "wall_s": 170.0, "cuda_graphs": False}], path)
+    assert merged["seconds"]["cls_mnist_ce"]["1"] == 90.0  # an eager time leaves the graphed estimate
+    merged = paper.merge_costs([{**row, "wall_s": 100.0, "cuda_graphs": True}], path)
+    assert merged["seconds"]["cls_mnist_ce"]["1"] == 95.0 and merged["runs"]["cls_mnist_ce"]["1"] == 2
