@@ -73,8 +73,8 @@ if at_paper:
     text = f"{len(at_paper)} of {len(names)} experiments {verb} rendered at the paper profile: {listing(at_paper)}"
     if short:
         which = ("it comes" if len(at_paper) == 1 else "each comes") if short == at_paper else f"{listing(short)} come"
-        text += (f"; {which} from fewer seeds than the paper profile's {paper_seeds}, so its numbers have no "
-                 f"seed-to-seed spread to test a difference against")
+        text += (f"; {which} from fewer seeds than the paper profile's {paper_seeds}: too few for the claims "
+                 f"ledger to test a difference")
     text += "."
 else:
     text = f"No experiment is rendered at the paper profile in this build (profile `{profile}`)."
