@@ -7,7 +7,8 @@
 # SECONDS (default 560): the whole script's wall time; the trainer gets what the set-up leaves.
 # PAPER OPTIONS go to `python -m mcr2 paper`, e.g. `--only cls_mnist_ce cls_mnist_mcr2` in a window
 # that carries the classification data only (tools/gpu_prepare.sh --classification-only).
-# MCR2_WINDOW_BENCH=0 skips the benchmarks (a second call on a machine still warm: only records).
+# MCR2_WINDOW_BENCH: loss (default: bench_loss only, ~15 s), all (+ profile_loss, bench_train with
+# CUDA graphs, ~2 min), 0 (none: a second call on a machine still warm, only records).
 # Back here: python -m mcr2 paper --import-pack OUT_DIR/records.tar.xz
 set -uo pipefail
 packed=$(cd "$1" && pwd); out=$(mkdir -p "$2" && cd "$2" && pwd); total=${3:-560}; jobs=${4:-1}
@@ -26,9 +27,12 @@ bash "$packed/unpack-data.sh" "$packed" /tmp/mcr2-data || { echo "data could not
 export MCR2_DATA=/tmp/mcr2-data
 
 # The committed code travels as source.tar (tools/gpu_prepare.sh): a .git found on the GPU machine
-# can be an older copy than the tree beside it. Records are read from and written to this tree's
-# results/paper, and name the archive's commit (MCR2_SOURCE_COMMIT, see mcr2.records.provenance).
-runs_dir=$(pwd)/results/paper
+# can be an older copy than the tree beside it. Records name the archive's commit
+# (MCR2_SOURCE_COMMIT, see mcr2.records.provenance). They are read from and written to
+# /tmp/mcr2-runs/paper, seeded with the committed ones: it outlives the call, so a second call on
+# the same warm machine (whose tree comes fresh from the checkout) continues instead of retraining.
+runs_dir=/tmp/mcr2-runs/paper
+mkdir -p "$runs_dir" && cp -rn results/paper/. "$runs_dir/"
 if [ -f "$packed/source.tar" ] && rm -rf /tmp/mcr2-src && mkdir -p /tmp/mcr2-src && tar xf "$packed/source.tar" -C /tmp/mcr2-src; then
   export MCR2_SOURCE_COMMIT=$(cat "$packed/source.commit")
   cd /tmp/mcr2-src
@@ -41,17 +45,21 @@ export PYTHONPATH=$(pwd)
 # Training steps replay as CUDA graphs (mcr2.training.CUDA_GRAPHS). Two short smoke runs (an SGD and
 # an Adam model, the MCR² switch) check the capture on this machine before the paper runs depend on
 # it; if they fail, this window trains eagerly (the same updates, slower) and the log says so.
+# (The masked run on plain MNIST: a window may carry no CIFAR-100 pictures.)
 stamp graphs_check
 if ! timeout 150 python3 -m mcr2 run cls_mnist_mcr2 seg_bg_mcr2_masked --profile smoke --device cuda \
-     --runs-dir /tmp/mcr2-graphs-check --retrain --set optim.epochs=4 > /tmp/mcr2-graphs-check.log 2>&1; then
+     --runs-dir /tmp/mcr2-graphs-check --retrain --set data.background=null > /tmp/mcr2-graphs-check.log 2>&1; then
   tail -n 15 /tmp/mcr2-graphs-check.log
   echo "!! CUDA graphs failed their check: this window trains with MCR2_CUDA_GRAPHS=0 (eager steps)"
   export MCR2_CUDA_GRAPHS=0
 fi
 
-if [ "${MCR2_WINDOW_BENCH:-1}" != 0 ]; then
+bench=${MCR2_WINDOW_BENCH:-loss}
+if [ "$bench" != 0 ]; then
   stamp bench_loss
   timeout 45 python3 benchmarks/bench_loss.py --device cuda --repeats 10
+fi
+if [ "$bench" = all ]; then
   stamp profile_loss
   timeout 30 python3 benchmarks/profile_loss.py --device cuda --rows 15
   stamp bench_train
