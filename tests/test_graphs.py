@@ -125,7 +125,8 @@ def test_whole_run_with_graphs_matches_eager(tmp_path, monkeypatch):
     if "MCR2_DATA" not in os.environ:
         pytest.skip("MCR2_DATA not set")
     exp = experiment("seg_bg_mcr2_masked", "smoke", 0, **{"data.train_limit": 400, "data.val_limit": 100,
-                                                          "optim.epochs": 4, "optim.batch_size": 50})
+                                                          "optim.epochs": 4, "optim.batch_size": 50,
+                                                          "data.background": None})  # MNIST only
     runs = {}
     for graphs in (False, True):
         monkeypatch.setattr(training, "CUDA_GRAPHS", graphs)
