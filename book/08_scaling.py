@@ -28,6 +28,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
+from mcr2 import paper
 from mcr2.claims import MIN_SEEDS, compare
 from mcr2.engine import profile_plan, resolve_device, run_all
 from mcr2.experiments import experiment
@@ -301,3 +302,26 @@ print("final non-background accuracy:", ", ".join(f"{resolution_label(s)} {acc.l
 # ({numref}`fig-08-accuracy`). {glue:md}`08-acc-verdict` A coarser loss cannot tell apart pixels
 # within a cell; the full-resolution predictions rely on the decoder to sharpen what the loss only
 # sees in blocks.
+
+# %% [markdown]
+# ## The paper profile on a GPU
+#
+# At the report's scale every experiment is GPU work. The table lists, per experiment, the seeds
+# whose paper records are committed, the estimated wall time of one run, and what that estimate
+# rests on: `mcr2/paper_costs.json` holds the wall times of the runs made so far on the GPU. A time
+# measured with eager steps is scaled by the measured speed-up of a training step replayed as a
+# CUDA graph, which is how the runs now train on one CUDA device. {glue:md}`08-profile-total`
+
+# %%
+paper_dir = default_runs_dir("paper")
+totals = paper.profile_seconds(paper_dir)
+total_text = (f"All {totals['runs']} runs of the paper profile take about {totals['seconds'] / 60:.0f} min one at a "
+              f"time on one {totals['device']}")
+total_text += (f"; the {totals['missing']} without a committed record about {totals['missing_seconds'] / 60:.0f} min, "
+               f"made by `python -m mcr2 paper --budget SECONDS` on a GPU machine (README)." if totals["missing"]
+               else "; every one of them has a committed record.")
+glue("08-profile-total", Markdown(total_text), display=False)
+print(total_text)
+(paper.profile_table(paper_dir).style.hide(axis="index")
+ .set_properties(**{"text-align": "left", "white-space": "normal", "font-size": "0.85em"}))
+

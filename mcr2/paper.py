@@ -37,6 +37,7 @@ from .experiments import EXPERIMENTS, PROFILE_SEEDS, experiment
 from .records import check_runs_dir, complete_record_path, default_runs_dir, find_record, load_record, record_dir
 
 __all__ = ["PRIORITY", "COSTS_FILE", "Planned", "plan_runs", "estimate", "graph_factor", "load_costs", "pack_records",
+           "profile_table", "profile_seconds", "backgrounds_needed",
            "import_pack", "add_arguments", "main_from_args"]
 
 #: Share of an eager paper run's wall time spent in training steps, the part CUDA graphs speed up
@@ -152,7 +153,10 @@ def _measured_estimate(name: str, jobs: int, costs: dict) -> tuple[float, str, s
     per_jobs = {int(k): float(v) for k, v in table[base_name].items()}
     note = "" if base_name == name else f" (as {base_name})"
     if jobs in per_jobs:
-        return per_jobs[jobs], f"measured at {jobs} job{'s' * (jobs > 1)}{note}", base_name, jobs
+        source = costs["sources"].get(base_name)
+        source = source.get(str(jobs)) if isinstance(source, dict) else source if jobs == 1 else None
+        why = source if source and source.startswith("estimated") else f"measured at {jobs} job{'s' * (jobs > 1)}"
+        return per_jobs[jobs], f"{why}{note}", base_name, jobs
     ratios = _measured_slowdowns(table, jobs)
     base_jobs = min(per_jobs)
     alone = per_jobs[base_jobs] / _assumed_slowdown(base_jobs)
@@ -205,6 +209,36 @@ def plan_runs(seeds: list[int], runs_dir: Path, costs: dict, jobs: int = 1, name
                 seconds, source = estimate(name, jobs, costs)
                 plan.append(Planned(name, seed, group, seconds, source, done=found is not None, path=found))
     return plan
+
+
+def profile_table(runs_dir: Path, seeds: list[int] | None = None, jobs: int = 1, costs: dict | None = None):
+    """The paper profile per experiment, as the runner plans it: seeds with a complete record, the
+    estimated wall seconds of one run (:func:`estimate`, for the step the runs will take) and what
+    that estimate rests on. A pandas DataFrame, in priority order."""
+    import pandas as pd
+
+    costs = load_costs() if costs is None else costs
+    plan = plan_runs(PROFILE_SEEDS["paper"] if seeds is None else seeds, Path(runs_dir), costs, jobs)
+    rows = {}
+    for p in plan:
+        row = rows.setdefault(p.name, {"experiment": p.name, "for": p.group, "recorded": [], "missing": [],
+                                       "per run (s)": f"{p.seconds:.0f}", "estimate from": p.source})
+        row["recorded" if p.done else "missing"].append(p.seed)
+    frame = pd.DataFrame(rows.values())
+    for col in ("recorded", "missing"):
+        frame[col] = frame[col].map(lambda seeds: ", ".join(map(str, seeds)) or "–")
+    return frame
+
+
+def profile_seconds(runs_dir: Path, seeds: list[int] | None = None, jobs: int = 1, costs: dict | None = None) -> dict:
+    """Estimated seconds of the whole paper profile and of its missing runs on the cost table's
+    device (:func:`estimate`, with the step the runs will take): ``{"runs", "seconds", "missing",
+    "missing_seconds", "device"}``."""
+    costs = load_costs() if costs is None else costs
+    plan = plan_runs(PROFILE_SEEDS["paper"] if seeds is None else seeds, Path(runs_dir), costs, jobs)
+    todo = [p for p in plan if not p.done]
+    return {"runs": len(plan), "seconds": sum(p.seconds for p in plan) / jobs, "missing": len(todo),
+            "missing_seconds": sum(p.seconds for p in todo) / jobs, "device": costs.get("device")}
 
 
 def backgrounds_needed(plan: list[Planned]) -> list[str]:

@@ -219,3 +219,17 @@ def test_eager_times_are_scaled_for_graphed_steps_until_a_graphed_run_replaces_t
     assert merged["seconds"]["cls_mnist_ce"]["1"] == 90.0  # an eager time leaves the graphed estimate
     merged = paper.merge_costs([{**row, "wall_s": 100.0, "cuda_graphs": True}], path)
     assert merged["seconds"]["cls_mnist_ce"]["1"] == 95.0 and merged["runs"]["cls_mnist_ce"]["1"] == 2
+
+
+def test_profile_table_and_totals_follow_the_plan(tmp_path):
+    """Chapter 08's view of the paper profile: per experiment the seeds recorded and missing, the
+    estimate per run; totals are the plan's sums (all missing in an empty runs dir)."""
+    table = paper.profile_table(tmp_path, seeds=[0, 1], costs=COSTS)
+    plan = paper.plan_runs([0, 1], tmp_path, COSTS)
+    assert list(table["experiment"]) == list(dict.fromkeys(p.name for p in plan))
+    assert (table["recorded"] == "–").all() and (table["missing"] == "0, 1").all()
+    row = table.set_index("experiment").loc["seg_bg_ce"]
+    assert row["per run (s)"] == f"{paper.estimate('seg_bg_ce', 1, COSTS)[0]:.0f}"
+    totals = paper.profile_seconds(tmp_path, seeds=[0, 1], costs=COSTS)
+    assert totals["runs"] == totals["missing"] == len(plan)
+    assert totals["seconds"] == pytest.approx(sum(p.seconds for p in plan)) == totals["missing_seconds"]
