@@ -356,18 +356,31 @@ def merge_costs(rows: list[dict], costs_path: Path = COSTS_FILE) -> dict:
 # ------------------------------------------------------------------------------------- training
 def _worker_command(p: Planned, runs_dir: Path, device: str, overrides: dict) -> list[str]:
     return [sys.executable, "-m", "mcr2.paper", "--worker", json.dumps(
-        {"name": p.name, "seed": p.seed, "runs_dir": str(runs_dir), "device": device, "overrides": overrides})]
+        {"name": p.name, "seed": p.seed, "runs_dir": str(runs_dir), "device": device, "overrides": overrides,
+         "launched": time.time()})]
 
 
 def _worker(spec: str) -> int:
-    """One run in its own process (what ``--jobs`` starts)."""
+    """One run in its own process (what ``--jobs`` starts). Prints where its seconds went, from
+    the launch: imports and CUDA set-up, the run (the record's own wall time inside it), and what
+    follows; the runner's wall time of the process adds the exit."""
+    s = json.loads(spec)
+    launched = s.get("launched", time.time())
+    import torch
+
     from .engine import run
 
-    s = json.loads(spec)
+    if s["device"] != "cpu" and torch.cuda.is_available():
+        torch.zeros(1, device="cuda")  # the CUDA context, timed here rather than inside the run
+    ready = time.time()
     exp = experiment(s["name"], "paper", s["seed"], **s["overrides"])
     rec = run(exp, Path(s["runs_dir"]), device=s["device"], progress="lines")
-    print(f"== {exp.name} seed {exp.seed}: {rec.status}, {rec.record.get('wall_time_s', math.nan):.1f} s in the "
-          f"record, {rec.path}", flush=True)
+    done = time.time()
+    in_record = rec.record.get("wall_time_s", math.nan)
+    print(f"== {exp.name} seed {exp.seed}: {rec.status}, {in_record:.1f} s in the record, {rec.path}", flush=True)
+    print(f"-- worker seconds from launch: {ready - launched:.1f} imports and CUDA set-up, {done - ready:.1f} the run "
+          f"({in_record:.1f} in its record, {done - ready - in_record:.1f} around it: lock, artefacts, writing)",
+          flush=True)
     return 0 if rec.status == "complete" else 1
 
 

@@ -101,6 +101,7 @@ def test_two_jobs_train_each_record_once_pack_it_and_a_rerun_continues(tmp_path,
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "2 of 2 runs complete" in out.stdout
+    assert out.stdout.count("-- worker seconds from launch:") == 2  # where each process's time went
     made = sorted(p.parent for p in runs.glob("*/*/record.json"))
     assert len(made) == 2  # one folder per (experiment, seed): nothing trained or written twice
     assert not list(runs.glob("*/.tmp-*")) and not list(runs.glob("*/.old-*")) and not list(runs.glob("*/.failed-*"))
