@@ -116,7 +116,9 @@ def test_benchmarks_run_on_a_tiny_input():
     """The benchmark scripts still run (their numbers are for people, not for assertions)."""
     for args in (["benchmarks/bench_loss.py", "--pixels", "3000", "--repeats", "1"],
                  ["benchmarks/bench_train.py", "--steps", "1", "--batch-size", "4"],
-                 ["benchmarks/bench_resolution.py", "--images", "4", "--dim", "16", "--width", "4", "--repeats", "1"]):
+                 ["benchmarks/bench_resolution.py", "--images", "4", "--dim", "16", "--width", "4", "--repeats", "1"],
+                 ["benchmarks/profile_loss.py", "--pixels", "3000", "--repeats", "1", "--rows", "3"],
+                 ["benchmarks/profile_step.py", "--steps", "1", "--rows", "3"]):
         out = _run_script(*args)
         assert out.returncode == 0, out.stderr[-2000:]
         assert "device:" in out.stdout

@@ -8,7 +8,7 @@
 # PAPER OPTIONS go to `python -m mcr2 paper`, e.g. `--only cls_mnist_ce cls_mnist_mcr2` in a window
 # that carries the classification data only (tools/gpu_prepare.sh --classification-only).
 # MCR2_WINDOW_BENCH: loss (default: bench_loss only, ~15 s), all (+ profile_loss, bench_train with
-# CUDA graphs, ~2 min), 0 (none: a second call on a machine still warm, only records).
+# CUDA graphs, the U-Net step's kernels: ~3 min), 0 (none: a second call on a warm machine, records only).
 # Back here: python -m mcr2 paper --import-pack OUT_DIR/records.tar.xz
 set -uo pipefail
 packed=$(cd "$1" && pwd); out=$(mkdir -p "$2" && cd "$2" && pwd); total=${3:-560}; jobs=${4:-1}
@@ -64,6 +64,8 @@ if [ "$bench" = all ]; then
   timeout 30 python3 benchmarks/profile_loss.py --device cuda --rows 15
   stamp bench_train
   timeout 90 python3 benchmarks/bench_train.py --device cuda --profile paper --steps 10 --cuda-graphs on
+  stamp profile_step
+  timeout 60 python3 benchmarks/profile_step.py --device cuda --experiment seg_bg_mcr2_masked --rows 15
 fi
 
 left=$((total - (SECONDS - start) - 10))
