@@ -1,6 +1,7 @@
 """Training throughput (images/s) of the report's models on the device at hand.
 
     python benchmarks/bench_train.py [--device cpu|cuda] [--profile smoke|paper] [--steps 5] [--cuda-graphs on]
+                                     [--streams N]
 
 One line per configuration: ResNet18 with CE and with MCR² (classification), and the U-Net with
 masked MCR² (segmentation, MCR² switched on). Each step is one training step of the engine on
@@ -15,6 +16,10 @@ means only less arithmetic or faster kernels can help.
 replayed as a CUDA graph (:class:`mcr2.graphs.GraphedStep`): two fresh trainers built alike take the
 same steps on the same batch; it prints the images/s of each, their ratio, and the largest difference
 of their parameters afterwards (bf16 rounding and cuDNN's choices allow a small one).
+
+``--streams N`` (CUDA only) times N graphed runs at once in one process, each replaying on its own
+CUDA stream from its own thread, against one alone: whether runs that leave the GPU partly idle
+gain from sharing it this way (separate processes time-slice: 4 at once gave 1.1x).
 """
 from __future__ import annotations
 
@@ -124,6 +129,46 @@ def bench_graphs(name: str, profile: str, device: torch.device, steps: int, batc
     return bs / per_eager, bs / per_graph, diff, warmup + 1 + steps
 
 
+def bench_streams(name: str, profile: str, device: torch.device, steps: int, batch_size: int | None,
+                  runs: int, warmup: int = 3) -> tuple[float, float]:
+    """Images/s of one graphed run alone, and of ``runs`` graphed runs at once in one process, each
+    in its own thread replaying on its own CUDA stream (the kernels of separate processes
+    time-slice; those of streams in one process can overlap). Returns (alone, all together)."""
+    import threading
+
+    setups = [_setup(name, profile, device, batch_size) for _ in range(runs)]
+    streams = [torch.cuda.Stream(device) for _ in range(runs)]
+    steps_of = []
+    for (exp, trainer, x, y, _), stream in zip(setups, streams):
+        graphed = GraphedStep(trainer, warmup)
+        with torch.cuda.stream(stream):
+            for _ in range(warmup + 1):  # eager warm-up, then the capture, one at a time
+                graphed(x, y)
+        steps_of.append(lambda graphed=graphed, x=x, y=y: graphed(x, y))
+    torch.cuda.synchronize(device)
+
+    def timed(chosen) -> float:
+        def work(step, stream):
+            with torch.cuda.stream(stream):
+                for _ in range(steps):
+                    step()
+
+        threads = [threading.Thread(target=work, args=(step, stream)) for step, stream in chosen]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    bs = setups[0][0].optim.batch_size
+    pairs = list(zip(steps_of, streams))
+    alone = bs * steps / timed(pairs[:1])
+    together = runs * bs * steps / timed(pairs)
+    return alone, together
+
+
 def gpu_busy(step, steps: int, device: torch.device) -> float:
     """Share of the wall time of ``steps`` calls of ``step`` in which a CUDA kernel ran (NaN on CPU)."""
     if device.type != "cuda":
@@ -152,6 +197,9 @@ def main():
                         help="on (or both): after the table, the step replayed as a CUDA graph (mcr2.graphs) "
                              "beside the eager step, images/s of each, their ratio and the largest parameter "
                              "difference after the same steps (CUDA only)")
+    parser.add_argument("--streams", type=int, default=0, metavar="N",
+                        help="N ≥ 2: also N graphed runs at once in one process, each on its own CUDA stream, "
+                             "against one alone (aggregate images/s; CUDA only)")
     args = parser.parse_args()
     training.CUDNN_BENCHMARK = args.cudnn_benchmark == "on"
     device = resolve_device(args.device)
@@ -167,10 +215,23 @@ def main():
         print(f"{label:22s} {exp.model.width:>5} {exp.optim.batch_size:>6} {ips:>10.0f} {per_step * 1e3:>9.1f} {shown:>11}"
               f" {busy:>9}")
 
-    if args.cuda_graphs == "off":
+    if args.cuda_graphs == "off" and args.streams < 2:
         return
     if device.type != "cuda":
         print(f"CUDA graphs need CUDA: skipped on {device_name(device)}")
+        return
+    if args.streams >= 2:
+        print(f"{args.streams} graphed runs at once in one process, one CUDA stream each, against one alone:")
+        print(f"{'configuration':22s} {'alone img/s':>12} {'together img/s':>15} {'ratio':>6}")
+        for label, exp_name in CONFIGS:
+            try:
+                alone, together = bench_streams(exp_name, profile, device, args.steps, args.batch_size, args.streams)
+            except Exception as e:  # one configuration failing on the GPU must not lose the others
+                first = (str(e).strip().splitlines() or [""])[0]
+                print(f"{label:22s} failed: {type(e).__name__}: {first}")
+                continue
+            print(f"{label:22s} {alone:>12.0f} {together:>15.0f} {together / alone:>5.2f}×")
+    if args.cuda_graphs == "off":
         return
     print("CUDA graphs (eager vs graphed step, fresh trainers from the same init, same batch):")
     print(f"{'configuration':22s} {'eager img/s':>12} {'graph img/s':>12} {'ratio':>6} {'steps':>6} {'max |Δθ|':>9}")

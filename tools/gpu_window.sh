@@ -71,7 +71,7 @@ if [ "$bench" = all ]; then
   stamp profile_loss
   timeout 30 python3 benchmarks/profile_loss.py --device cuda --rows 15
   stamp bench_train
-  timeout 90 python3 benchmarks/bench_train.py --device cuda --profile paper --steps 10 --cuda-graphs on
+  timeout 120 python3 benchmarks/bench_train.py --device cuda --profile paper --steps 10 --cuda-graphs on --streams 2
   stamp profile_step
   timeout 60 python3 benchmarks/profile_step.py --device cuda --experiment seg_bg_mcr2_masked --rows 15
 fi
