@@ -81,7 +81,8 @@ plt.close(fig)
 # %%
 claims_table(runs, ["1", "2a", "2b"]).style.hide(axis="index")
 
-# %%
+# %% tags=["remove-output"]
+# (The verdicts print here for a notebook; the page shows them once, as Markdown, below.)
 verdicts = verdict_text(runs, ["1", "2a", "2b"])
 glue("03-verdicts", Markdown(verdicts), display=False)
 print(verdicts)

@@ -101,7 +101,8 @@ plt.close(fig)
 # %%
 claims_table(runs, ["3"]).style.hide(axis="index")
 
-# %%
+# %% tags=["remove-output"]
+# (The verdicts print here for a notebook; the page shows them once, as Markdown, below.)
 verdicts = verdict_text(runs, ["3"])
 glue("05-verdicts", Markdown(verdicts), display=False)
 print(verdicts)

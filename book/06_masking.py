@@ -53,7 +53,8 @@ records_summary(runs).style.hide(axis="index").set_properties(**{"font-size": "0
 # %% [markdown]
 # ## When masking switches on
 
-# %%
+# %% tags=["remove-output"]
+# (The stories print here for a notebook; the page shows them once, as Markdown, below.)
 events = [masking_events(r) for r in masked]
 stories = [masking_story(r) for r in masked]
 for story in stories:
@@ -159,7 +160,8 @@ REPORT = {  # report Figure 5, read off its plots (FACTS.md)
 rate_columns = {"R": "R", "Rc": "Rc"}
 final_metrics_table(mcr2_runs, rate_columns, report=REPORT, digits=2)
 
-# %%
+# %% tags=["remove-output"]
+# (The verdicts print here for a notebook; the page shows them once, as Markdown, below.)
 fg = final_metrics_table(all_runs, {"acc": "mnist_foreground_acc"}, numeric=True)["acc"]
 glue("06-fg-masked", float(fg["MCR², masked"]), display=False)
 glue("06-fg-unmasked", float(fg["MCR², unmasked"]), display=False)

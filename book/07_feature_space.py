@@ -78,7 +78,8 @@ cosine_summary_table(named)
 # %%
 claims_table(runs, ["6"]).style.hide(axis="index")
 
-# %%
+# %% tags=["remove-output"]
+# (The verdicts print here for a notebook; the page shows them once, as Markdown, below.)
 verdicts = verdict_text(runs, ["6"])
 glue("07-verdicts", Markdown(verdicts), display=False)
 print(verdicts)

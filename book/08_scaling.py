@@ -321,7 +321,6 @@ total_text += (f"; the {totals['missing']} without a committed record about {tot
                f"made by `python -m mcr2 paper --budget SECONDS` on a GPU machine (README)." if totals["missing"]
                else "; every one of them has a committed record.")
 glue("08-profile-total", Markdown(total_text), display=False)
-print(total_text)
 (paper.profile_table(paper_dir).style.hide(axis="index")
  .set_properties(**{"text-align": "left", "white-space": "normal", "font-size": "0.85em"}))
 
