@@ -6,7 +6,7 @@
 
 Runs are ordered by what they are worth to the book (:data:`PRIORITY`: the Figure 5 trio first,
 then Figure 1, then Figures 2a/3), seeds round by round within a group, and a run is started only
-if its estimate (:data:`COSTS_FILE`, measured on the GPU) fits the budget left. ``--jobs N`` trains
+if its estimate (:mod:`mcr2.costs`, measured on the GPU) fits the budget left. ``--jobs N`` trains
 N runs at once on one device, each in its own process (the models are small and one run leaves
 most of an H100 idle); the per-record lock (:func:`mcr2.records.record_lock`) keeps two processes
 from training or writing the same record. At the deadline, runs still going are stopped (they
@@ -33,17 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ConfigError, parse_overrides
+from .costs import COSTS_FILE, estimate, load_costs, merge_costs
 from .experiments import EXPERIMENTS, PROFILE_SEEDS, experiment
 from .records import check_runs_dir, complete_record_path, default_runs_dir, find_record, load_record, record_dir
 
-__all__ = ["PRIORITY", "COSTS_FILE", "Planned", "plan_runs", "estimate", "graph_factor", "load_costs", "pack_records",
-           "profile_table", "profile_seconds", "backgrounds_needed",
-           "import_pack", "add_arguments", "main_from_args"]
-
-#: Share of an eager paper run's wall time spent in training steps, the part CUDA graphs speed up
-#: (H100 records: cls_mnist_ce 145 of 152 s, seg_mnist_mcr2 ~50 of 63 s); kept low, so that
-#: estimates scaled for graphs err long rather than have runs stopped at the deadline.
-TRAIN_SHARE = 0.85
+__all__ = ["PRIORITY", "Planned", "plan_runs", "profile_table", "profile_seconds", "backgrounds_needed",
+           "pack_records", "import_pack", "add_arguments", "main_from_args"]
 
 #: What each group of runs is for, most valuable first; experiments not named here come last.
 PRIORITY: list[tuple[str, list[str]]] = [
@@ -51,11 +46,6 @@ PRIORITY: list[tuple[str, list[str]]] = [
     ("Figure 1: classification across domains", ["cls_mnist_ce", "cls_mnist_mcr2", "cls_digits_ce", "cls_digits_mcr2"]),
     ("Figures 2a, 3: segmentation of plain MNIST", ["seg_mnist_mcr2", "seg_mnist_ce"]),
 ]
-#: Measured wall seconds of one run per experiment and per number of runs sharing the device.
-COSTS_FILE = Path(__file__).with_name("paper_costs.json")
-#: Slowdown of one run per extra run sharing the device, used only until the costs file holds a
-#: measurement at that sharing level (a guess: time-slicing fills the launch gaps of small models).
-ASSUMED_SLOWDOWN_PER_EXTRA_JOB = 0.5
 #: Seconds kept at the end of the budget for the last pack.
 PACK_RESERVE_S = 10.0
 #: Largest pack (the files that come back from a GPU machine are at most 16 MiB each).
@@ -82,102 +72,6 @@ class Finished:
     wall_s: float
     sharing: float  # mean number of runs on the device while it ran (itself included)
     path: Path | None = field(default=None)
-
-
-# ------------------------------------------------------------------------------------ estimates
-def load_costs(path: Path = COSTS_FILE) -> dict:
-    """``{"device": str, "seconds": {name: {jobs: seconds}}, "sources": {name: {jobs: str}},
-    "graphed": {name: {jobs: bool}} (measured with CUDA-graph steps), "graph_speedup": {arch/loss: ×}}``."""
-    try:
-        costs = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        return {"device": None, "seconds": {}, "sources": {}}
-    except json.JSONDecodeError as err:
-        raise ValueError(f"the cost table {path} is not valid JSON ({err}); restore it with git") from None
-    costs.setdefault("seconds", {})
-    costs.setdefault("sources", {})
-    return costs
-
-
-def _similar(name: str, table: dict) -> str | None:
-    """A measured experiment of the same task, training domain and loss (e.g. a layout variant)."""
-    spec = EXPERIMENTS[name]
-    for other in table:
-        o = EXPERIMENTS.get(other)
-        if o and all(o["data"][k] == spec["data"][k] for k in ("task", "train_domain")) \
-                and o["loss"]["kind"] == spec["loss"]["kind"] and o["data"].get("background") == spec["data"].get("background"):
-            return other
-    return None
-
-
-def estimate(name: str, jobs: int, costs: dict, graphs: bool | None = None) -> tuple[float, str]:
-    """Wall seconds of one run of ``name`` while ``jobs`` runs share the device, and why.
-
-    ``graphs`` (default :data:`mcr2.training.CUDA_GRAPHS`): the runs will replay their steps as CUDA
-    graphs; a time measured with eager steps is then scaled by :func:`graph_factor`."""
-    seconds, why, base_name, level = _measured_estimate(name, jobs, costs)
-    graphs = _graphs_default() if graphs is None else graphs
-    if graphs and base_name is not None and not costs.get("graphed", {}).get(base_name, {}).get(str(level)):
-        factor, speedup_note = graph_factor(name, costs)
-        if factor != 1.0:
-            return seconds * factor, f"{why}, eager; × {factor:.2f} for CUDA graphs ({speedup_note})"
-    return seconds, why
-
-
-def _graphs_default() -> bool:
-    from .training import CUDA_GRAPHS
-
-    return CUDA_GRAPHS
-
-
-def graph_factor(name: str, costs: dict) -> tuple[float, str]:
-    """How much of an eager run's wall time remains when its steps are replayed as CUDA graphs:
-    the training share divided by the step's measured speed-up (``graph_speedup`` in the cost
-    table, per model and loss: bench_train --cuda-graphs on), the rest (start, data, evaluation)
-    unchanged. 1.0 where no speed-up was measured."""
-    exp = experiment(name, "paper", 0)
-    key = f"{exp.model.arch}/{exp.loss.kind}"
-    speedup = costs.get("graph_speedup", {}).get(key)
-    if not isinstance(speedup, (int, float)) or speedup <= 1.0:
-        return 1.0, f"no speed-up measured for {key}"
-    return (1.0 - TRAIN_SHARE) + TRAIN_SHARE / speedup, f"{key} steps {speedup:.2f}× faster"
-
-
-def _measured_estimate(name: str, jobs: int, costs: dict) -> tuple[float, str, str | None, int | None]:
-    """(seconds, why, the experiment measured, the sharing level measured) from the table as it is."""
-    table = costs["seconds"]
-    base_name = name if name in table else _similar(name, table)
-    if base_name is None:
-        known = [min(v.values()) for v in table.values() if v]
-        return (max(known) if known else math.inf), "no measurement: the slowest known run", None, None
-    per_jobs = {int(k): float(v) for k, v in table[base_name].items()}
-    note = "" if base_name == name else f" (as {base_name})"
-    if jobs in per_jobs:
-        source = costs["sources"].get(base_name)
-        source = source.get(str(jobs)) if isinstance(source, dict) else source if jobs == 1 else None
-        why = source if source and source.startswith("estimated") else f"measured at {jobs} job{'s' * (jobs > 1)}"
-        return per_jobs[jobs], f"{why}{note}", base_name, jobs
-    ratios = _measured_slowdowns(table, jobs)
-    base_jobs = min(per_jobs)
-    alone = per_jobs[base_jobs] / _assumed_slowdown(base_jobs)
-    if ratios:
-        factor = sorted(ratios)[len(ratios) // 2]
-        return alone * factor, f"alone × {factor:.2f} (median measured slowdown at {jobs} jobs){note}", base_name, base_jobs
-    return (alone * _assumed_slowdown(jobs), f"alone × {_assumed_slowdown(jobs):.2f} (assumed slowdown at {jobs} jobs){note}",
-            base_name, base_jobs)
-
-
-def _assumed_slowdown(jobs: int) -> float:
-    return 1.0 + ASSUMED_SLOWDOWN_PER_EXTRA_JOB * (jobs - 1)
-
-
-def _measured_slowdowns(table: dict, jobs: int) -> list[float]:
-    out = []
-    for per_jobs in table.values():
-        per_jobs = {int(k): float(v) for k, v in per_jobs.items()}
-        if 1 in per_jobs and jobs in per_jobs:
-            out.append(per_jobs[jobs] / per_jobs[1])
-    return out
 
 
 # ------------------------------------------------------------------------------------- the plan
@@ -325,35 +219,6 @@ def import_pack(pack: Path, runs_dir: Path, costs_path: Path = COSTS_FILE) -> li
     return added
 
 
-def merge_costs(rows: list[dict], costs_path: Path = COSTS_FILE) -> dict:
-    """Fold measured runs (name, wall_s, sharing, device) into the cost table: per experiment and
-    sharing level (rounded), the mean over every run measured there (``runs`` counts them)."""
-    costs = load_costs(costs_path)
-    counts = costs.setdefault("runs", {})
-    for row in rows:
-        if row.get("returncode") != 0 or not row.get("wall_s"):
-            continue  # a run stopped at the deadline or failed says nothing about its cost
-        name, level = row["name"], str(max(1, round(row["sharing"])))
-        per, n_per = costs["seconds"].setdefault(name, {}), counts.setdefault(name, {})
-        graphed = costs.setdefault("graphed", {}).setdefault(name, {})
-        n = n_per.get(level, 1 if level in per else 0)
-        if bool(row.get("cuda_graphs")) != bool(graphed.get(level)):
-            if not row.get("cuda_graphs"):
-                continue  # the table estimates graphed runs (the default): an eager time does not move it
-            n = 0  # the first graphed time replaces the eager ones
-            graphed[level] = True
-        per[level] = round((per.get(level, 0.0) * n + row["wall_s"]) / (n + 1), 1)
-        n_per[level] = n + 1
-        src = costs["sources"].get(name)
-        src = src if isinstance(src, dict) else ({"1": src} if src else {})
-        src[level] = f"measured {row.get('date', '')} on {row.get('device') or '?'}, {n + 1} run{'s' * (n > 0)}"
-        costs["sources"][name] = src
-        costs["device"] = row.get("device") or costs.get("device")
-    Path(costs_path).write_text(json.dumps(costs, indent=1, sort_keys=True) + "\n")
-    return costs
-
-
-# ------------------------------------------------------------------------------------- training
 def _worker_command(p: Planned, runs_dir: Path, device: str, overrides: dict) -> list[str]:
     return [sys.executable, "-m", "mcr2.paper", "--worker", json.dumps(
         {"name": p.name, "seed": p.seed, "runs_dir": str(runs_dir), "device": device, "overrides": overrides,

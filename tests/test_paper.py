@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mcr2 import costs as cost_table
 from mcr2 import paper
 from mcr2.config import ConfigError
 from mcr2.experiments import experiment
@@ -41,16 +42,16 @@ def test_plan_puts_figure_5_first_then_figure_1_then_the_rest(tmp_path):
 
 
 def test_estimates_use_measurements_then_the_median_slowdown_then_the_assumption():
-    assert paper.estimate("seg_bg_ce", 4, COSTS)[0] == 100  # measured at 4 jobs
-    seconds, why = paper.estimate("cls_mnist_ce", 4, COSTS)  # 160 alone × median(140/70, 100/50) = 2
+    assert cost_table.estimate("seg_bg_ce", 4, COSTS)[0] == 100  # measured at 4 jobs
+    seconds, why = cost_table.estimate("cls_mnist_ce", 4, COSTS)  # 160 alone × median(140/70, 100/50) = 2
     assert seconds == pytest.approx(320) and "median measured slowdown" in why
     no_ratio = {"seconds": {"cls_mnist_ce": {"1": 160}}, "sources": {}}
-    seconds, why = paper.estimate("cls_mnist_ce", 3, no_ratio)
-    assert seconds == pytest.approx(160 * paper._assumed_slowdown(3)) and "assumed" in why
+    seconds, why = cost_table.estimate("cls_mnist_ce", 3, no_ratio)
+    assert seconds == pytest.approx(160 * cost_table._assumed_slowdown(3)) and "assumed" in why
     # An unmeasured experiment borrows a similar one's cost, or the slowest known.
-    assert paper.estimate("seg_bg_mcr2", 1, COSTS) == (paper.estimate("seg_bg_mcr2", 1, COSTS)[0],
-                                                      paper.estimate("seg_bg_mcr2", 1, COSTS)[1])
-    assert paper.estimate("seg_mnist_ce", 1, COSTS)[0] == 240
+    assert cost_table.estimate("seg_bg_mcr2", 1, COSTS) == (cost_table.estimate("seg_bg_mcr2", 1, COSTS)[0],
+                                                      cost_table.estimate("seg_bg_mcr2", 1, COSTS)[1])
+    assert cost_table.estimate("seg_mnist_ce", 1, COSTS)[0] == 240
 
 
 def _main(*argv) -> int:
@@ -163,7 +164,7 @@ def test_committed_paper_records_load_for_their_configs():
 
 
 def test_cost_table_covers_every_experiment_of_the_priority_list():
-    costs = paper.load_costs()
+    costs = cost_table.load_costs()
     for _, members in paper.PRIORITY:
         for name in members:
             assert name in costs["seconds"], name
@@ -205,20 +206,20 @@ def test_eager_times_are_scaled_for_graphed_steps_until_a_graphed_run_replaces_t
     eager ones, and a later eager one does not move it."""
     costs = json.loads(json.dumps(COSTS))
     costs["graph_speedup"] = {"resnet18/ce": 2.0}
-    eager, _ = paper.estimate("cls_mnist_ce", 1, costs, graphs=False)
-    graphed, why = paper.estimate("cls_mnist_ce", 1, costs, graphs=True)
+    eager, _ = cost_table.estimate("cls_mnist_ce", 1, costs, graphs=False)
+    graphed, why = cost_table.estimate("cls_mnist_ce", 1, costs, graphs=True)
     assert eager == 160 and "CUDA graphs" in why
-    assert graphed == pytest.approx(160 * ((1 - paper.TRAIN_SHARE) + paper.TRAIN_SHARE / 2.0))
-    assert paper.estimate("seg_bg_ce", 1, costs, graphs=True)[0] == 50  # no speed-up measured: unchanged
+    assert graphed == pytest.approx(160 * ((1 - cost_table.TRAIN_SHARE) + cost_table.TRAIN_SHARE / 2.0))
+    assert cost_table.estimate("seg_bg_ce", 1, costs, graphs=True)[0] == 50  # no speed-up measured: unchanged
     path = tmp_path / "costs.json"
     path.write_text(json.dumps(costs))
     row = {"name": "cls_mnist_ce", "returncode": 0, "sharing": 1.0, "device": "test", "date": "d"}
-    merged = paper.merge_costs([{**row, "wall_s": 90.0, "cuda_graphs": True}], path)
+    merged = cost_table.merge_costs([{**row, "wall_s": 90.0, "cuda_graphs": True}], path)
     assert merged["seconds"]["cls_mnist_ce"]["1"] == 90.0 and merged["graphed"]["cls_mnist_ce"]["1"]
-    assert paper.estimate("cls_mnist_ce", 1, merged, graphs=True)[0] == 90.0  # measured graphed: as is
-    merged = paper.merge_costs([{**row, "wall_s": 170.0, "cuda_graphs": False}], path)
+    assert cost_table.estimate("cls_mnist_ce", 1, merged, graphs=True)[0] == 90.0  # measured graphed: as is
+    merged = cost_table.merge_costs([{**row, "wall_s": 170.0, "cuda_graphs": False}], path)
     assert merged["seconds"]["cls_mnist_ce"]["1"] == 90.0  # an eager time leaves the graphed estimate
-    merged = paper.merge_costs([{**row, "wall_s": 100.0, "cuda_graphs": True}], path)
+    merged = cost_table.merge_costs([{**row, "wall_s": 100.0, "cuda_graphs": True}], path)
     assert merged["seconds"]["cls_mnist_ce"]["1"] == 95.0 and merged["runs"]["cls_mnist_ce"]["1"] == 2
 
 
@@ -230,7 +231,7 @@ def test_profile_table_and_totals_follow_the_plan(tmp_path):
     assert list(table["experiment"]) == list(dict.fromkeys(p.name for p in plan))
     assert (table["recorded"] == "–").all() and (table["missing"] == "0, 1").all()
     row = table.set_index("experiment").loc["seg_bg_ce"]
-    assert row["per run (s)"] == f"{paper.estimate('seg_bg_ce', 1, COSTS)[0]:.0f}"
+    assert row["per run (s)"] == f"{cost_table.estimate('seg_bg_ce', 1, COSTS)[0]:.0f}"
     totals = paper.profile_seconds(tmp_path, seeds=[0, 1], costs=COSTS)
     assert totals["runs"] == totals["missing"] == len(plan)
     assert totals["seconds"] == pytest.approx(sum(p.seconds for p in plan)) == totals["missing_seconds"]
