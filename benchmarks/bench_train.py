@@ -33,7 +33,7 @@ from mcr2.engine import _Trainer, resolve_device
 from mcr2.experiments import experiment
 from mcr2.graphs import GraphedStep
 from mcr2.loss import rate_reduction
-from mcr2.profiling import device_name, sync
+from mcr2.profiling import device_name, kernel_profile, sync
 
 CONFIGS = [("ResNet18 CE", "cls_mnist_ce"), ("ResNet18 MCR²", "cls_mnist_mcr2"), ("U-Net MCR² masked", "seg_bg_mcr2_masked")]
 
@@ -173,17 +173,8 @@ def gpu_busy(step, steps: int, device: torch.device) -> float:
     """Share of the wall time of ``steps`` calls of ``step`` in which a CUDA kernel ran (NaN on CPU)."""
     if device.type != "cuda":
         return float("nan")
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        sync(device)
-        wall = time.perf_counter() - start
-    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-    return sum(e.time_range.elapsed_us() for e in kernels) / 1e6 / wall
-
+    _, wall, _, busy = kernel_profile(step, steps, device)
+    return busy / wall
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -10,13 +10,11 @@ per call: the data for making the loss cheaper on a GPU, where launches count.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from mcr2 import rate_reduction
-from mcr2.profiling import device_name, sync
+from mcr2.profiling import device_name, kernel_report, sync
 
 
 def main():
@@ -40,23 +38,9 @@ def main():
     for _ in range(3):
         once()
     sync(device)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        start = time.perf_counter()
-        for _ in range(args.repeats):
-            once()
-        sync(device)
-        wall = (time.perf_counter() - start) / args.repeats
     print(f"device: {device_name(device)}; torch {torch.__version__}; m = {args.pixels}, d = {args.dim}, k = 11, "
           f"{args.repeats} calls")
-    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    print(prof.key_averages().table(sort_by=key, row_limit=args.rows))
-    if device.type == "cuda":
-        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-        busy = sum(e.time_range.elapsed_us() for e in kernels) / args.repeats / 1e3
-        print(f"kernels per call: {len(kernels) / args.repeats:.0f}; device time per call {busy:.2f} ms "
-              f"against {wall * 1e3:.2f} ms wall (under the profiler)")
-
+    print(kernel_report(once, args.repeats, device, args.rows))
 
 if __name__ == "__main__":
     main()

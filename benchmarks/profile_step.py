@@ -11,13 +11,11 @@ on an H100) this names the kernels worth making faster; launches no longer matte
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from mcr2.engine import resolve_device
-from mcr2.profiling import device_name, sync
+from mcr2.profiling import device_name, kernel_report, sync
 
 from bench_train import _setup, _train_step  # the same trainer and batch as the throughput benchmark
 
@@ -36,23 +34,9 @@ def main():
     for _ in range(3):  # warm-up: cuDNN's algorithm choice, optimiser state
         _train_step(trainer, x, y)
     sync(device)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            _train_step(trainer, x, y)
-        sync(device)
-        wall = (time.perf_counter() - start) / args.steps
     print(f"device: {device_name(device)}; torch {torch.__version__}; {exp.name} ({profile_name}), batch "
           f"{exp.optim.batch_size}, width {exp.model.width}; {args.steps} steps")
-    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    print(prof.key_averages().table(sort_by=key, row_limit=args.rows))
-    if device.type == "cuda":
-        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-        busy = sum(e.time_range.elapsed_us() for e in kernels) / args.steps / 1e3
-        print(f"kernels per step: {len(kernels) / args.steps:.0f}; device time per step {busy:.1f} ms against "
-              f"{wall * 1e3:.1f} ms wall (under the profiler)")
-
+    print(kernel_report(lambda: _train_step(trainer, x, y), args.steps, device, args.rows, per="step"))
 
 if __name__ == "__main__":
     main()

@@ -55,6 +55,41 @@ def median_time(fn, repeats: int, device: torch.device, stat: str = "median") ->
     return min(times) if stat == "min" else statistics.median(times)
 
 
+def kernel_profile(fn, calls: int, device: torch.device):
+    """torch.profiler over ``calls`` calls of ``fn`` (warm it up first), synchronised at the end:
+    ``(profile, wall seconds per call, kernels per call, device seconds per call)``; the kernel
+    numbers are NaN off CUDA. Device seconds are the kernels' own durations, so their share of the
+    wall time says how busy the GPU was (the gaps are launches, syncs and host work)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = torch.device(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync(device)
+        wall = (time.perf_counter() - start) / calls
+    if device.type != "cuda":
+        return prof, wall, math.nan, math.nan
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    busy = sum(e.time_range.elapsed_us() for e in kernels) / 1e6 / calls
+    return prof, wall, len(kernels) / calls, busy
+
+
+def kernel_report(fn, calls: int, device: torch.device, rows: int = 20, per: str = "call") -> str:
+    """The operators and kernels that take the most device (CPU: host) time over ``calls`` calls of
+    ``fn``, then kernels and device time per call against the wall time (CUDA)."""
+    device = torch.device(device)
+    prof, wall, kernels, busy = kernel_profile(fn, calls, device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    text = prof.key_averages().table(sort_by=key, row_limit=rows)
+    if device.type == "cuda":
+        text += (f"\nkernels per {per}: {kernels:.0f}; device time per {per} {busy * 1e3:.2f} ms against "
+                 f"{wall * 1e3:.2f} ms wall (under the profiler)")
+    return text
+
+
 def memory_mib(fn, device: torch.device, exclude: torch.Tensor | None = None) -> float:
     """MiB of one ``fn()``: on CUDA the allocator's peak above the current allocation; elsewhere the
     distinct storages autograd saves for backward, less ``exclude``'s (the input, which exists anyway)."""
