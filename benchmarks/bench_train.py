@@ -14,8 +14,9 @@ means only less arithmetic or faster kernels can help.
 
 ``--cuda-graphs on`` (CUDA only) then compares, per configuration, the eager step with the step
 replayed as a CUDA graph (:class:`mcr2.graphs.GraphedStep`): two fresh trainers built alike take the
-same steps on the same batch; it prints the images/s of each, their ratio, and the largest difference
-of their parameters afterwards (bf16 rounding and cuDNN's choices allow a small one).
+same steps on the same batch; it prints the images/s of each, their ratio, the largest difference
+of their parameters afterwards (bf16 rounding and cuDNN's choices allow a small one), and what one
+capture takes (a run captures again at every learning-rate change, once per epoch).
 
 ``--streams N`` (CUDA only) times N graphed runs at once in one process, each replaying on its own
 CUDA stream from its own thread, against one alone: whether runs that leave the GPU partly idle
@@ -126,7 +127,7 @@ def bench_graphs(name: str, profile: str, device: torch.device, steps: int, batc
     diff = max((a - b).abs().max().item()
                for a, b in zip(eager.modules.parameters(), graphed_trainer.modules.parameters()))
     bs = exp.optim.batch_size
-    return bs / per_eager, bs / per_graph, diff, warmup + 1 + steps
+    return bs / per_eager, bs / per_graph, diff, warmup + 1 + steps, graphed.capture_seconds / graphed.captures
 
 
 def bench_streams(name: str, profile: str, device: torch.device, steps: int, batch_size: int | None,
@@ -225,15 +226,17 @@ def main():
     if args.cuda_graphs == "off":
         return
     print("CUDA graphs (eager vs graphed step, fresh trainers from the same init, same batch):")
-    print(f"{'configuration':22s} {'eager img/s':>12} {'graph img/s':>12} {'ratio':>6} {'steps':>6} {'max |Δθ|':>9}")
+    print(f"{'configuration':22s} {'eager img/s':>12} {'graph img/s':>12} {'ratio':>6} {'steps':>6} {'max |Δθ|':>9}"
+          f" {'capture ms':>11}")
     for label, exp_name in CONFIGS:
         try:
-            eager, graphed, diff, n = bench_graphs(exp_name, profile, device, args.steps, args.batch_size)
+            eager, graphed, diff, n, capture = bench_graphs(exp_name, profile, device, args.steps, args.batch_size)
         except Exception as e:  # one configuration failing on the GPU must not lose the others
             first = (str(e).strip().splitlines() or [""])[0]
             print(f"{label:22s} failed: {type(e).__name__}: {first}")
             continue
-        print(f"{label:22s} {eager:>12.0f} {graphed:>12.0f} {graphed / eager:>5.2f}× {n:>6} {diff:>9.1e}")
+        print(f"{label:22s} {eager:>12.0f} {graphed:>12.0f} {graphed / eager:>5.2f}× {n:>6} {diff:>9.1e}"
+              f" {capture * 1e3:>11.0f}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ by successive captures.
 """
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 
 import torch
@@ -93,7 +94,8 @@ class GraphedStep:
         _make_capturable(trainer.opt)
         self.trainer, self.warmup, self.device = trainer, warmup, device
         self.eager_steps = {}  # mode -> eager warm-up steps taken in it
-        self.captures = 0  # how many graphs were captured (for benchmarks and tests)
+        self.captures = 0  # how many graphs were captured (for benchmarks, tests and the record)
+        self.capture_seconds = 0.0  # host seconds spent capturing them (a re-capture per epoch costs this)
         self._side = torch.cuda.Stream(device)
         self._x = self._y = None  # static inputs, allocated at the first call
         self._graph = self._out = self._key = self._pool = None
@@ -139,6 +141,7 @@ class GraphedStep:
         """Capture the step on the static inputs. The old graph stays alive during the capture (its
         pool, shared, stays alive with it) and is dropped after; it is never replayed again."""
         t = self.trainer
+        started = time.perf_counter()
         self._out = None  # the old graph's output may be reused by the new capture
         t.opt.zero_grad(set_to_none=True)  # gradients allocated by (and owned by) the graph
         graph = torch.cuda.CUDAGraph()
@@ -151,3 +154,4 @@ class GraphedStep:
             self._pool = graph.pool()
         self._graph, self._out, self._key = graph, out, key
         self.captures += 1
+        self.capture_seconds += time.perf_counter() - started

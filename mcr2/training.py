@@ -318,6 +318,9 @@ class _Trainer(Evaluation):
             record["train_images_per_s"] = images_seen / max(train_seconds, 1e-9)
             record["status"] = "complete"
             record["world_size"] = self.world
+            if self.graphed is not None:  # what the graphs cost: one capture per mode and learning rate
+                record["cuda_graph_captures"] = self.graphed.captures
+                record["cuda_graph_capture_s"] = round(self.graphed.capture_seconds, 3)
             artefacts = self._artefacts()
             path = record_dir(exp, self.runs_dir)
             if self.rank == 0:  # one record per run, written by rank 0 only

@@ -132,6 +132,8 @@ def test_whole_run_with_graphs_matches_eager(tmp_path, monkeypatch):
         monkeypatch.setattr(training, "CUDA_GRAPHS", graphs)
         runs[graphs] = engine.run(exp, tmp_path / str(graphs), device="cuda", progress="off")
     assert runs[True].record["cuda_graphs"] and not runs[False].record["cuda_graphs"]
+    # one capture per epoch (the learning rate decays every epoch) and one more at the MCR² switch
+    assert runs[True].record["cuda_graph_captures"] >= 4 and "cuda_graph_captures" not in runs[False].record
     assert runs[True].record["events"] == runs[False].record["events"]
     a, b = runs[False].history, runs[True].history
     assert len(a) == len(b) == 4
