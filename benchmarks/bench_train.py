@@ -60,14 +60,6 @@ def _setup(name: str, profile: str, device: torch.device, batch_size: int | None
     return exp, trainer, x, y, g
 
 
-def _train_step(trainer, x, y):
-    """One eager training step, as ``_Trainer._epoch`` takes it."""
-    loss, _, _ = trainer._step_loss(x, y)
-    trainer.opt.zero_grad(set_to_none=True)
-    loss.backward()
-    trainer.opt.step()
-
-
 def _per_step(step, steps: int, device: torch.device) -> float:
     sync(device)
     start = time.perf_counter()
@@ -83,7 +75,7 @@ def bench(name: str, profile: str, device: torch.device, steps: int, batch_size:
     seg = exp.data.task == "segmentation"
 
     def step():
-        _train_step(trainer, x, y)
+        trainer._eager_step(x, y)
 
     step()
     per_step = _per_step(step, steps, device)
@@ -114,7 +106,7 @@ def bench_graphs(name: str, profile: str, device: torch.device, steps: int, batc
     graphed = GraphedStep(graphed_trainer, warmup)
 
     def eager_step():
-        _train_step(eager, x, y)
+        eager._eager_step(x, y)
 
     def graph_step():
         graphed(x, y)

@@ -17,7 +17,7 @@ import torch
 from mcr2.engine import resolve_device
 from mcr2.profiling import device_name, kernel_report, sync
 
-from bench_train import _setup, _train_step  # the same trainer and batch as the throughput benchmark
+from bench_train import _setup  # the same trainer and batch as the throughput benchmark
 
 
 def main():
@@ -32,11 +32,11 @@ def main():
     profile_name = args.profile or ("paper" if device.type == "cuda" else "smoke")
     exp, trainer, x, y, _ = _setup(args.experiment, profile_name, device, None)
     for _ in range(3):  # warm-up: cuDNN's algorithm choice, optimiser state
-        _train_step(trainer, x, y)
+        trainer._eager_step(x, y)
     sync(device)
     print(f"device: {device_name(device)}; torch {torch.__version__}; {exp.name} ({profile_name}), batch "
           f"{exp.optim.batch_size}, width {exp.model.width}; {args.steps} steps")
-    print(kernel_report(lambda: _train_step(trainer, x, y), args.steps, device, args.rows, per="step"))
+    print(kernel_report(lambda: trainer._eager_step(x, y), args.steps, device, args.rows, per="step"))
 
 if __name__ == "__main__":
     main()

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["GraphedStep"]
+__all__ = ["GraphedStep", "step_log"]
 
 
 def _capture_key(trainer) -> tuple:
@@ -58,8 +58,8 @@ def _uncached_autocast(trainer):
         del trainer._autocast  # the class's method again
 
 
-def _row(logged, rr) -> torch.Tensor:
-    """(loss, R, Rc, ΔR) of a step, as the trainer logs it."""
+def step_log(logged, rr) -> torch.Tensor:
+    """(loss, R, Rc, ΔR) of a training step as one float32 tensor: the row the trainer logs."""
     return torch.stack([logged.detach().float(), rr.discriminative.detach(), rr.compressive.detach(),
                         rr.delta_r.detach()]).float()
 
@@ -122,12 +122,7 @@ class GraphedStep:
 
     # ---- internals ---------------------------------------------------------------------
     def _eager(self, x, y) -> torch.Tensor:
-        t = self.trainer
-        loss, logged, rr = t._step_loss(x, y)
-        t.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        t.opt.step()
-        return _row(logged, rr)
+        return self.trainer._eager_step(x, y)
 
     def _on_side_stream(self, x, y) -> torch.Tensor:
         current = torch.cuda.current_stream(self.device)
@@ -149,7 +144,7 @@ class GraphedStep:
             loss, logged, rr = t._step_loss(self._x, self._y)
             loss.backward()
             t.opt.step()
-            out = _row(logged, rr)
+            out = step_log(logged, rr)
         if self._pool is None:
             self._pool = graph.pool()
         self._graph, self._out, self._key = graph, out, key

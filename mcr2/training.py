@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import data as mcr2_data
 from .config import CODE_VERSION, Experiment, config_key
 from .evaluation import Evaluation
-from .graphs import GraphedStep
+from .graphs import GraphedStep, step_log
 from .loss import MCR2Loss, pooled_rows, rate_reduction
 from .masking import MaskSwitch
 from .models import ClassifierHead, ResNet18Features, UNet
@@ -222,6 +222,14 @@ class _Trainer(Evaluation):
             lam = loss_cfg.mcr2_weight
             return loss + lam * self.world * rr.loss, loss + lam * rr.loss, rr
 
+    def _eager_step(self, x, y) -> torch.Tensor:
+        """One training step as it runs without a CUDA graph; returns its log row (:func:`step_log`)."""
+        loss, logged, rr = self._step_loss(x, y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return step_log(logged, rr)
+
     # ---- evaluation --------------------------------------------------------------------
 
     def _record(self, started: float) -> dict:
@@ -250,15 +258,8 @@ class _Trainer(Evaluation):
         logs = torch.zeros(len(batches), 4, device=self.device)  # loss, R, Rc, ΔR per step
         for s, idx in enumerate(batches):
             idx = idx[self.rank::self.world]  # this rank's share of the batch
-            if self.graphed is not None:
-                logs[s] = self.graphed(self.X[idx], self.Y[idx])
-            else:
-                loss, logged, rr = self._step_loss(self.X[idx], self.Y[idx])
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt.step()
-                logs[s] = torch.stack([logged.detach().float(), rr.discriminative.detach(), rr.compressive.detach(),
-                                       rr.delta_r.detach()])
+            step = self._eager_step if self.graphed is None else self.graphed
+            logs[s] = step(self.X[idx], self.Y[idx])
             self.progress.step()
         logs = logs.cpu()
         if not torch.isfinite(logs[:, 0]).all():
