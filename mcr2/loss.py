@@ -152,8 +152,9 @@ def class_statistics(
     with torch.autocast(device_type=Z.device.type, enabled=False):
         Z = Z.to(dtype)
         labels = labels.to(Z.device).long()
-        w, invalid = None, labels >= k
-        keep = (labels >= 0) & ~invalid
+        too_big = labels >= k
+        w, bad_w, invalid = None, None, too_big
+        keep = (labels >= 0) & ~too_big
         if weights is not None:
             if weights.shape != labels.shape:
                 raise ValueError(f"weights must be ({m},), got {tuple(weights.shape)}")
@@ -166,11 +167,11 @@ def class_statistics(
                 invalid = invalid | bad_w
                 keep = keep & (w > 0) & ~bad_w
         if check:
-            flags = torch.stack([(labels >= k).any(), invalid.any()]).tolist()  # the one host sync
+            flags = torch.stack([too_big.any(), invalid.any()]).tolist()  # the one host sync
             if flags[0]:
                 raise ValueError(f"a label is ≥ num_classes = {k}: {int(labels.max())}")
-            if flags[1]:
-                shown = w[~torch.isfinite(w) | (w < 0)][:3].tolist()
+            if flags[1]:  # not a label, so a weight
+                shown = w[bad_w][:3].tolist()
                 raise ValueError(f"weights must be finite and ≥ 0 (0 drops a row), got values such as {shown}")
         if m == 0:
             return Z.new_zeros(k, d, d), Z.new_zeros(k)
@@ -187,12 +188,12 @@ def class_statistics(
         ends = padded.cumsum(0)
         dest = torch.where(keep, (ends - padded)[key.clamp(max=k - 1)] + rank, num_tiles * tile)
         tile_class = torch.searchsorted(ends, torch.arange(num_tiles, device=Z.device) * tile, right=True)
-        sqrt_w = None if w is None else torch.where(keep, w, 0).sqrt()
-        grams = _TiledClassGrams.apply(Z, dest, sqrt_w, tile_class, k, tile)
+        w_kept = None if w is None else torch.where(keep, w, 0)  # 0 for dropped and invalid rows
+        grams = _TiledClassGrams.apply(Z, dest, None if w is None else w_kept.sqrt(), tile_class, k, tile)
         if w is None:
             counts = sizes.to(dtype)
         else:
-            counts = Z.new_zeros(k + 1).index_add_(0, key, torch.where(keep, w, 0))[:k]
+            counts = Z.new_zeros(k + 1).index_add_(0, key, w_kept)[:k]
         # check=False: an invalid row poisons the counts instead of vanishing (no host read).
         counts = torch.where(invalid.any(), torch.full_like(counts, math.nan), counts)
     return grams, counts

@@ -111,8 +111,7 @@ def profile_table(runs_dir: Path, seeds: list[int] | None = None, jobs: int = 1,
     that estimate rests on. A pandas DataFrame, in priority order."""
     import pandas as pd
 
-    costs = load_costs() if costs is None else costs
-    plan = plan_runs(PROFILE_SEEDS["paper"] if seeds is None else seeds, Path(runs_dir), costs, jobs)
+    plan = _whole_plan(runs_dir, seeds, jobs, costs)
     rows = {}
     for p in plan:
         row = rows.setdefault(p.name, {"experiment": p.name, "for": p.group, "recorded": [], "missing": [],
@@ -129,10 +128,16 @@ def profile_seconds(runs_dir: Path, seeds: list[int] | None = None, jobs: int = 
     device (:func:`estimate`, with the step the runs will take): ``{"runs", "seconds", "missing",
     "missing_seconds", "device"}``."""
     costs = load_costs() if costs is None else costs
-    plan = plan_runs(PROFILE_SEEDS["paper"] if seeds is None else seeds, Path(runs_dir), costs, jobs)
+    plan = _whole_plan(runs_dir, seeds, jobs, costs)
     todo = [p for p in plan if not p.done]
     return {"runs": len(plan), "seconds": sum(p.seconds for p in plan) / jobs, "missing": len(todo),
             "missing_seconds": sum(p.seconds for p in todo) / jobs, "device": costs.get("device")}
+
+
+def _whole_plan(runs_dir: Path, seeds: list[int] | None, jobs: int, costs: dict | None) -> list[Planned]:
+    """Every experiment of the paper profile at ``seeds`` (default: the profile's), as planned."""
+    costs = load_costs() if costs is None else costs
+    return plan_runs(PROFILE_SEEDS["paper"] if seeds is None else seeds, Path(runs_dir), costs, jobs)
 
 
 def backgrounds_needed(plan: list[Planned]) -> list[str]:
