@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .experiments import EXPERIMENTS, experiment
 
-__all__ = ["COSTS_FILE", "TRAIN_SHARE", "load_costs", "estimate", "graph_factor", "merge_costs"]
+__all__ = ["COSTS_FILE", "TRAIN_SHARE", "load_costs", "estimate", "graph_factor", "merge_costs", "worker_start_seconds"]
 
 #: Measured wall seconds of one run per experiment and per number of runs sharing the device.
 COSTS_FILE = Path(__file__).with_name("paper_costs.json")
@@ -24,6 +24,10 @@ ASSUMED_SLOWDOWN_PER_EXTRA_JOB = 0.5
 #: (H100 records: cls_mnist_ce 145 of 152 s, seg_mnist_mcr2 ~50 of 63 s); kept low, so that
 #: estimates scaled for graphs err long rather than have runs stopped at the deadline.
 TRAIN_SHARE = 0.85
+#: Seconds from launching a worker process to its first run's start (interpreter, torch, CUDA
+#: context), used until a window measures it (``worker_start_s`` in the table): the H100 runs of
+#: 2026-11-26 each spent 14–20 s outside their record, start, artefacts, writing and exit together.
+ASSUMED_WORKER_START_S = 10.0
 
 
 def load_costs(path: Path = COSTS_FILE) -> dict:
@@ -121,14 +125,29 @@ def _measured_slowdowns(table: dict, jobs: int) -> list[float]:
     return out
 
 
+def worker_start_seconds(costs: dict) -> float:
+    """Seconds a new worker process takes before its first run starts: measured (the table's
+    ``worker_start_s``), else :data:`ASSUMED_WORKER_START_S`."""
+    measured = costs.get("worker_start_s")
+    return float(measured) if isinstance(measured, (int, float)) else ASSUMED_WORKER_START_S
+
+
 def merge_costs(rows: list[dict], costs_path: Path = COSTS_FILE) -> dict:
     """Fold measured runs (name, wall_s, sharing, device) into the cost table: per experiment and
-    sharing level (rounded), the mean over every run measured there (``runs`` counts them)."""
+    sharing level (rounded), the mean over every run measured there (``runs`` counts them). A run
+    that was its worker's first (``worker_start_s``) counts without the worker's start, which goes
+    to the table's ``worker_start_s`` (the mean of every start measured)."""
     costs = load_costs(costs_path)
     counts = costs.setdefault("runs", {})
+    starts = [r["worker_start_s"] for r in rows if r.get("returncode") == 0 and r.get("worker_start_s")]
+    if starts:
+        n = costs.get("worker_starts", 0)
+        costs["worker_start_s"] = round((costs.get("worker_start_s", 0.0) * n + sum(starts)) / (n + len(starts)), 1)
+        costs["worker_starts"] = n + len(starts)
     for row in rows:
         if row.get("returncode") != 0 or not row.get("wall_s"):
             continue  # a run stopped at the deadline or failed says nothing about its cost
+        row = {**row, "wall_s": row["wall_s"] - (row.get("worker_start_s") or 0.0)}
         name, level = row["name"], str(max(1, round(row["sharing"])))
         per, n_per = costs["seconds"].setdefault(name, {}), counts.setdefault(name, {})
         graphed = costs.setdefault("graphed", {}).setdefault(name, {})

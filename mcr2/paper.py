@@ -7,14 +7,16 @@
 Runs are ordered by what they are worth to the book (:data:`PRIORITY`: the Figure 5 trio first,
 then Figure 1, then Figures 2a/3), seeds round by round within a group, and a run is started only
 if its estimate (:mod:`mcr2.costs`, measured on the GPU) fits the budget left. ``--jobs N`` trains
-N runs at once on one device, each in its own process (the models are small and one run leaves
-most of an H100 idle); the per-record lock (:func:`mcr2.records.record_lock`) keeps two processes
+N runs at once on one device, on N worker processes that each take one run after another
+(:mod:`mcr2.workers`: the start of a process is paid once per worker, not once per run; the models
+are small and one run leaves most of an H100 idle); the per-record lock (:func:`mcr2.records.record_lock`) keeps two processes
 from training or writing the same record. At the deadline, runs still going are stopped (they
 leave no record, only their lock-guarded temporary folders). Running it again continues where the
 last one stopped: complete records are never trained twice.
 
 The pack (``--pack``) holds the records this invocation made and ``costs.json``, the wall time of
-each of its runs with the number of runs sharing the device; it is rewritten after every finished
+each of its runs (for a worker's first run, its start included and named) with the number of runs
+sharing the device; it is rewritten after every finished
 run, so a window cut short still returns what finished. Needs only torch and torchvision.
 """
 from __future__ import annotations
@@ -24,8 +26,8 @@ import io
 import json
 import math
 import os
+import queue
 import shutil
-import subprocess
 import sys
 import tarfile
 import time
@@ -33,9 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ConfigError, parse_overrides
-from .costs import COSTS_FILE, estimate, load_costs, merge_costs
+from .costs import COSTS_FILE, estimate, load_costs, merge_costs, worker_start_seconds
 from .experiments import EXPERIMENTS, PROFILE_SEEDS, experiment
 from .records import check_runs_dir, complete_record_path, default_runs_dir, find_record, load_record, record_dir
+from .workers import Worker
 
 __all__ = ["PRIORITY", "Planned", "plan_runs", "profile_table", "profile_seconds", "backgrounds_needed",
            "pack_records", "import_pack", "add_arguments", "main_from_args"]
@@ -146,11 +149,13 @@ def backgrounds_needed(plan: list[Planned]) -> list[str]:
     return sorted({experiment(p.name, "paper", p.seed).data.background for p in plan if not p.done} - {None})
 
 
-def print_plan(plan: list[Planned], budget: float | None, jobs: int) -> None:
+def print_plan(plan: list[Planned], budget: float | None, jobs: int, costs: dict) -> None:
     todo = [p for p in plan if not p.done]
     print(f"paper profile: {len(plan) - len(todo)} of {len(plan)} records complete, {len(todo)} to train; "
           f"{jobs} job{'s' * (jobs > 1)} at once" + (f", budget {budget:.0f} s" if budget else ""))
-    lanes = [0.0] * jobs  # a greedy list schedule: each run goes to the lane that frees first
+    # A greedy list schedule: each run goes to the lane (worker) that frees first; each lane starts
+    # with its worker's start.
+    lanes = [worker_start_seconds(costs)] * jobs
     print(f"{'#':>3} {'experiment':22s} {'seed':>4} {'estimate':>9} {'ends at':>8}  {'':9s} group / estimate from")
     for i, p in enumerate(todo, 1):
         lane = min(range(jobs), key=lanes.__getitem__)
@@ -224,49 +229,39 @@ def import_pack(pack: Path, runs_dir: Path, costs_path: Path = COSTS_FILE) -> li
     return added
 
 
-def _worker_command(p: Planned, runs_dir: Path, device: str, overrides: dict) -> list[str]:
-    return [sys.executable, "-m", "mcr2.paper", "--worker", json.dumps(
-        {"name": p.name, "seed": p.seed, "runs_dir": str(runs_dir), "device": device, "overrides": overrides,
-         "launched": time.time()})]
-
-
-def _worker(spec: str) -> int:
-    """One run in its own process (what ``--jobs`` starts). Prints where its seconds went, from
-    the launch: imports and CUDA set-up, the run (the record's own wall time inside it), and what
-    follows; the runner's wall time of the process adds the exit."""
-    s = json.loads(spec)
-    launched = s.get("launched", time.time())
-    import torch
-
-    from .engine import run
-
-    if s["device"] != "cpu" and torch.cuda.is_available():
-        torch.zeros(1, device="cuda")  # the CUDA context, timed here rather than inside the run
-    ready = time.time()
-    exp = experiment(s["name"], "paper", s["seed"], **s["overrides"])
-    rec = run(exp, Path(s["runs_dir"]), device=s["device"], progress="lines")
-    done = time.time()
-    in_record = rec.record.get("wall_time_s", math.nan)
-    print(f"== {exp.name} seed {exp.seed}: {rec.status}, {in_record:.1f} s in the record, {rec.path}", flush=True)
-    print(f"-- worker seconds from launch: {ready - launched:.1f} imports and CUDA set-up, {done - ready:.1f} the run "
-          f"({in_record:.1f} in its record, {done - ready - in_record:.1f} around it: lock, artefacts, writing)",
-          flush=True)
-    return 0 if rec.status == "complete" else 1
+@dataclass
+class _Running:
+    run: Planned
+    worker: Worker
+    started: float  # monotonic time it was handed to its worker
+    shared: float = 0.0  # integral of the number of runs on the device over its time (seconds)
+    seen: float = 0.0  # the time up to which ``shared`` is counted
 
 
 def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, costs: dict, device: str = "auto",
                  overrides: dict | None = None, pack: Path | None = None, device_name: str | None = None) -> list[Finished]:
-    """Train the plan's missing runs, ``jobs`` at a time, none started past what the budget allows."""
+    """Train the plan's missing runs on ``jobs`` worker processes (:mod:`mcr2.workers`, each taking
+    one run after another), none started past what the budget allows."""
     overrides = overrides or {}
     start = time.monotonic()
     deadline = start + budget - PACK_RESERVE_S
     pending = [p for p in plan if not p.done]
-    running: dict[subprocess.Popen, tuple[Planned, float, list[float]]] = {}
+    events: queue.Queue = queue.Queue()
+    running: dict[Worker, _Running] = {}
+    idle: list[Worker] = []
     finished: list[Finished] = []
     rows: list[dict] = []
+    start_s = worker_start_seconds(costs)
+    stopped = False  # the deadline has stopped the runs still going
 
     def left() -> float:
         return deadline - time.monotonic()
+
+    def count_sharing() -> None:  # before the set of running runs changes
+        now = time.monotonic()
+        for r in running.values():
+            r.shared += (now - r.seen) * len(running)
+            r.seen = now
 
     def repack():
         if pack is not None:
@@ -274,52 +269,75 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
             size = pack_records(made, runs_dir, pack, rows)
             print(f"-- packed {len(made)} records into {pack} ({size / 2**20:.2f} MiB)", flush=True)
 
-    while pending or running:
-        # Start what fits, most valuable first; a long run that does not fit lets a shorter one go.
-        while len(running) < jobs and pending:
-            sharing = min(jobs, len(running) + len(pending))
-            pick = next((p for p in pending if estimate(p.name, sharing, costs)[0] <= left()), None)
-            if pick is None:
+    def finish(r: _Running, rc: int, outcome: dict | None) -> None:
+        wall = time.monotonic() - r.started
+        sharing = r.shared / wall if wall > 0 else 1.0
+        p = r.run
+        found = find_record(experiment(p.name, "paper", p.seed, **overrides), runs_dir) if rc == 0 else None
+        finished.append(Finished(p, rc, wall, sharing, None if found is None else found.path))
+        rows.append({"name": p.name, "seed": p.seed, "returncode": rc, "wall_s": round(wall, 1),
+                     "worker_start_s": (outcome or {}).get("start_s"), "sharing": round(sharing, 2),
+                     "device": device_name, "date": time.strftime("%Y-%m-%d"),
+                     "record_wall_s": None if found is None else round(found.record["wall_time_s"], 1),
+                     "cuda_graphs": None if found is None else bool(found.record.get("cuda_graphs", False))})
+        print(f"-- {'done' if found else 'FAILED'} {p.name} seed {p.seed}: {wall:.0f} s wall, "
+              f"{sharing:.1f} runs sharing the device on average (rc {rc})", flush=True)
+        if found is not None:
+            repack()
+
+    try:
+        while pending or running:
+            # Start what fits, most valuable first; a long run that does not fit lets a shorter one
+            # go. A run that needs a new worker also needs the worker's start.
+            while len(running) < jobs and pending:
+                sharing = min(jobs, len(running) + len(pending))
+                extra = 0.0 if idle else start_s
+                pick = next((p for p in pending if estimate(p.name, sharing, costs)[0] + extra <= left()), None)
+                if pick is None:
+                    break
+                pending.remove(pick)
+                worker = idle.pop() if idle else Worker(events)
+                est = estimate(pick.name, sharing, costs)[0]
+                print(f"-- start {pick.name} seed {pick.seed} at {time.monotonic() - start:.0f} s (estimate {est:.0f} s "
+                      f"with {sharing} sharing{'' if extra == 0 else f', +{extra:.0f} s for a new worker'}, "
+                      f"{left():.0f} s left)", flush=True)
+                count_sharing()
+                now = time.monotonic()
+                running[worker] = _Running(pick, worker, now, seen=now)
+                worker.submit({"name": pick.name, "seed": pick.seed, "runs_dir": str(runs_dir), "device": device,
+                               "overrides": overrides})
+            if not running:
+                for p in pending:
+                    print(f"-- not started: {p.name} seed {p.seed} (estimate {estimate(p.name, 1, costs)[0]:.0f} s "
+                          f"> {max(left(), 0):.0f} s left)", flush=True)
                 break
-            pending.remove(pick)
-            est = estimate(pick.name, sharing, costs)[0]
-            print(f"-- start {pick.name} seed {pick.seed} at {time.monotonic() - start:.0f} s "
-                  f"(estimate {est:.0f} s with {sharing} sharing, {left():.0f} s left)", flush=True)
-            proc = subprocess.Popen(_worker_command(pick, runs_dir, device, overrides))
-            running[proc] = (pick, time.monotonic(), [])
-        if not running:
-            for p in pending:
-                print(f"-- not started: {p.name} seed {p.seed} (estimate {estimate(p.name, 1, costs)[0]:.0f} s "
-                      f"> {max(left(), 0):.0f} s left)", flush=True)
-            break
-        time.sleep(POLL_S)
-        for proc, (p, t0, samples) in list(running.items()):
-            samples.append(len(running))
-            rc = proc.poll()
-            if rc is None and left() <= 0:
-                print(f"-- budget spent: stopping {p.name} seed {p.seed} (no record is written)", flush=True)
-                proc.terminate()
-                try:
-                    rc = proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    rc = proc.wait()
-                rc = rc if rc not in (None, 0) else -15
-            if rc is None:
+            if left() <= 0 and not stopped:
+                stopped = True
+                for worker, r in running.items():
+                    print(f"-- budget spent: stopping {r.run.name} seed {r.run.seed} (no record is written)", flush=True)
+                    worker.stop()  # its end arrives on events
+            try:
+                worker, outcome = events.get(timeout=max(min(left(), POLL_S), 0.01))
+            except queue.Empty:
                 continue
-            del running[proc]
-            wall = time.monotonic() - t0
-            sharing = sum(samples) / max(len(samples), 1)
-            found = find_record(experiment(p.name, "paper", p.seed, **overrides), runs_dir) if rc == 0 else None
-            finished.append(Finished(p, rc, wall, sharing, None if found is None else found.path))
-            rows.append({"name": p.name, "seed": p.seed, "returncode": rc, "wall_s": round(wall, 1),
-                         "sharing": round(sharing, 2), "device": device_name, "date": time.strftime("%Y-%m-%d"),
-                         "record_wall_s": None if found is None else round(found.record["wall_time_s"], 1),
-                         "cuda_graphs": None if found is None else bool(found.record.get("cuda_graphs", False))})
-            print(f"-- {'done' if found else 'FAILED'} {p.name} seed {p.seed}: {wall:.0f} s wall, "
-                  f"{sharing:.1f} runs sharing the device on average (rc {rc})", flush=True)
-            if found is not None:
-                repack()
+            if worker not in running:  # an idle worker ended (it should not): never hand it a run
+                if worker in idle:
+                    idle.remove(worker)
+                continue
+            count_sharing()
+            r = running.pop(worker)
+            if outcome is None:  # the process ended mid-run: stopped at the deadline, or it crashed
+                rc = worker.returncode()
+                finish(r, rc if rc != 0 else -15, None)
+            else:
+                finish(r, 0 if outcome["status"] == "complete" else 1, outcome)
+                if outcome["status"] == "complete":
+                    idle.append(worker)  # a failed run's worker exits by itself
+    finally:
+        for worker in idle:
+            worker.close()
+        for worker in running:
+            worker.stop()
     if pack is not None and finished and not any(f.path for f in finished):
         repack()  # no record, but costs.json still says what was tried and how it ended
     elif pack is not None and not finished:
@@ -340,7 +358,7 @@ def _device_name(device: str) -> tuple[str, str | None]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                    help="wall seconds for the whole invocation; no run starts that cannot finish in it")
-    p.add_argument("--jobs", type=int, default=1, help="runs at once on one device (separate processes)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once on one device (that many worker processes, each taking one run after another)")
     p.add_argument("--seeds", type=int, nargs="+", default=PROFILE_SEEDS["paper"])
     p.add_argument("--only", nargs="+", metavar="NAME", default=None, help="these experiments only")
     p.add_argument("--pack", type=Path, default=None, metavar="FILE",
@@ -376,7 +394,7 @@ def main_from_args(args: argparse.Namespace) -> int:
     if args.backgrounds_needed:
         print("\n".join(backgrounds_needed(plan)))
         return 0
-    print_plan(plan, args.budget, args.jobs)
+    print_plan(plan, args.budget, args.jobs, costs)
     if args.dry_run:
         return 0
     device, device_name = _device_name(args.device)
@@ -397,8 +415,6 @@ def main_from_args(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        sys.exit(_worker(sys.argv[2]))
     parser = argparse.ArgumentParser(prog="python -m mcr2.paper", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)

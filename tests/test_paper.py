@@ -102,7 +102,8 @@ def test_two_jobs_train_each_record_once_pack_it_and_a_rerun_continues(tmp_path,
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "2 of 2 runs complete" in out.stdout
-    assert out.stdout.count("-- worker seconds from launch:") == 2  # where each process's time went
+    assert out.stdout.count("-- worker seconds:") == 2  # where each worker's time went
+    assert out.stdout.count("paid by its first run") == 0  # two jobs, two runs: one run per worker
     made = sorted(p.parent for p in runs.glob("*/*/record.json"))
     assert len(made) == 2  # one folder per (experiment, seed): nothing trained or written twice
     assert not list(runs.glob("*/.tmp-*")) and not list(runs.glob("*/.old-*")) and not list(runs.glob("*/.failed-*"))
@@ -116,6 +117,7 @@ def test_two_jobs_train_each_record_once_pack_it_and_a_rerun_continues(tmp_path,
     assert sorted({m.split("/")[0] + "/" + m.split("/")[1] for m in members if m.count("/") >= 1}) == \
         sorted(str(p.relative_to(runs)) for p in made)
     assert len(costs["runs"]) == 2 and all(r["returncode"] == 0 and r["wall_s"] > 0 for r in costs["runs"])
+    assert all(0 < r["worker_start_s"] < r["wall_s"] for r in costs["runs"])  # each a worker's first run
     assert max(r["sharing"] for r in costs["runs"]) > 1  # two ran at once
     # Again: everything is complete, nothing is trained.
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
@@ -132,6 +134,54 @@ def test_two_jobs_train_each_record_once_pack_it_and_a_rerun_continues(tmp_path,
     assert all("measured" in text for name in names for text in merged["sources"][name].values())
     assert all(sum(merged["runs"][name].values()) == 1 for name in names)
     assert paper.import_pack(pack, tmp_path / "imported", costs_file) == []  # kept, not overwritten
+
+
+def _paper_cmd(runs, *argv) -> list[str]:
+    cmd = [sys.executable, "-m", "mcr2.paper", "--budget", "600", "--device", "cpu", "--runs-dir", str(runs),
+           "--seeds", "0", *map(str, argv)]
+    for item in TINY:
+        cmd += ["--set", item]
+    return cmd
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="needs ../shared/data")
+def test_one_worker_trains_runs_in_turn_and_each_as_it_would_alone(tmp_path, monkeypatch):
+    """One job: one worker process takes both runs (its start paid once), and the second run's
+    record, trained after the first in that process, equals the same run trained on its own."""
+    from mcr2 import engine
+
+    monkeypatch.setenv("MCR2_DATA", str(DATA))
+    runs, pack = tmp_path / "runs", tmp_path / "records.tar"
+    out = subprocess.run(_paper_cmd(runs, "--jobs", 1, "--pack", pack, "--only", "seg_mnist_ce", "cls_mnist_ce"),
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "2 of 2 runs complete" in out.stdout
+    assert out.stdout.count("-- worker seconds:") == 2 and out.stdout.count("paid by its first run") == 1
+    assert "+10 s for a new worker" in out.stdout  # the first run's plan counts the worker's start
+    with tarfile.open(pack) as tar:
+        rows = {r["name"]: r for r in json.load(tar.extractfile("costs.json"))["runs"]}
+    assert rows["cls_mnist_ce"]["worker_start_s"] > 0 and rows["seg_mnist_ce"]["worker_start_s"] == 0  # Figure 1 first
+    second = experiment("seg_mnist_ce", "paper", 0, **_overrides())
+    in_worker = find_record(second, runs)
+    alone = engine.run(second, tmp_path / "alone", device="cpu", progress="off")
+    for field in ("loss", "R", "Rc", "delta_r"):
+        assert in_worker.steps[field].tolist() == alone.steps[field].tolist(), field
+    assert in_worker.record["summary"] == alone.record["summary"]
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="needs ../shared/data")
+def test_a_failed_run_ends_its_worker_and_the_next_run_gets_a_fresh_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("MCR2_DATA", str(tmp_path / "no-data"))  # every run fails to load its data
+    runs, pack = tmp_path / "runs", tmp_path / "records.tar"
+    out = subprocess.run(_paper_cmd(runs, "--jobs", 1, "--pack", pack, "--only", "seg_mnist_ce", "cls_mnist_ce"),
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 1 and "0 of 2 runs complete" in out.stdout, out.stdout[-3000:] + out.stderr[-3000:]
+    assert out.stdout.count("FAILED") == 2 and "paid by its first run" not in out.stdout  # two workers
+    with tarfile.open(pack) as tar:  # what was tried comes back, though no record does
+        rows = json.load(tar.extractfile("costs.json"))["runs"]
+        assert [m for m in tar.getnames() if m != "costs.json"] == []
+    assert [r["returncode"] for r in rows] == [1, 1]
+    assert all(find_record(experiment(n, "paper", 0, **_overrides()), runs) is None for n in ("seg_mnist_ce", "cls_mnist_ce"))
 
 
 def test_pack_refuses_unsafe_members(tmp_path):
