@@ -16,7 +16,7 @@ means only less arithmetic or faster kernels can help.
 replayed as a CUDA graph (:class:`mcr2.graphs.GraphedStep`): two fresh trainers built alike take the
 same steps on the same batch; it prints the images/s of each, their ratio, the largest difference
 of their parameters afterwards (bf16 rounding and cuDNN's choices allow a small one), and what one
-capture takes (a run captures again at every learning-rate change, once per epoch).
+capture takes (a run captures once per mode; with SGD, again at each learning-rate change).
 
 ``--streams N`` (CUDA only) times N graphed runs at once in one process, each replaying on its own
 CUDA stream from its own thread, against one alone: whether runs that leave the GPU partly idle

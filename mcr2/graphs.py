@@ -19,11 +19,20 @@ import torch
 __all__ = ["GraphedStep", "step_log"]
 
 
-def _capture_key(trainer) -> tuple:
+def _holds_lr(opt: torch.optim.Optimizer) -> bool:
+    """Whether a captured ``opt.step()`` can read its learning rate from a device tensor that the
+    graph keeps (Adam/AdamW with ``capturable=True`` take a tensor lr), so that the scheduler's
+    change of it needs no new capture. SGD's step turns a tensor lr into a Python number (a host
+    sync, which a capture forbids): its graph bakes the learning rate in instead."""
+    return isinstance(opt, torch.optim.Adam)
+
+
+def _capture_key(trainer, lr_held: bool = False) -> tuple:
     """What a captured step bakes in and the trainer changes during a run: the mode (``mask_on``:
-    MCR² switched on or not) and each param group's learning rate (a Python float inside the
-    optimizer's kernels, changed by the scheduler every epoch)."""
-    return bool(trainer.mask_on), tuple(float(g["lr"]) for g in trainer.opt.param_groups)
+    MCR² switched on or not) and, unless the graph holds them (``lr_held``, see :func:`_holds_lr`),
+    the learning rates (Python floats inside the optimizer's kernels, changed by the scheduler)."""
+    lrs = () if lr_held else tuple(float(g["lr"]) for g in trainer.opt.param_groups)
+    return bool(trainer.mask_on), lrs
 
 
 def _make_capturable(opt: torch.optim.Optimizer) -> None:
@@ -76,9 +85,12 @@ class GraphedStep:
     batch: the first ``warmup`` calls in each mode (``trainer.mask_on``) run eagerly on a side
     stream (lazy initialisation: cuDNN algorithm choice, optimizer state), the next call captures
     the step and replays it once (capture alone executes nothing), later calls replay. A batch of
-    another shape (the ragged last batch of an epoch) runs eagerly. The graph bakes in the mode and
-    the learning rates, so a change of either (:func:`_capture_key`: the scheduler's step at each
-    epoch's end, the MCR² switch) captures again into the same memory pool and drops the old graph.
+    another shape (the ragged last batch of an epoch) runs eagerly. The graph bakes in the mode, so
+    the MCR² switch captures again into the same memory pool and drops the old graph. Adam's
+    learning rates are device tensors the graph reads (:func:`_holds_lr`; each is set from the
+    param group's float before a replay that follows the scheduler's step, the same float32 value
+    the optimizer's kernels would be given), so a run with Adam captures once per mode. SGD's graph
+    bakes its learning rates in, and a change of them captures again (:func:`_capture_key`).
 
     CUDA and one process only. Adam's param groups are switched to ``capturable=True``.
     """
@@ -95,7 +107,12 @@ class GraphedStep:
         self.trainer, self.warmup, self.device = trainer, warmup, device
         self.eager_steps = {}  # mode -> eager warm-up steps taken in it
         self.captures = 0  # how many graphs were captured (for benchmarks, tests and the record)
-        self.capture_seconds = 0.0  # host seconds spent capturing them (a re-capture per epoch costs this)
+        self.capture_seconds = 0.0  # host seconds spent capturing them
+        self.lr_held = _holds_lr(trainer.opt)
+        groups = trainer.opt.param_groups
+        # The learning rates a graph reads (Adam), and the floats they were last set from.
+        self._lr = [torch.tensor(float(g["lr"]), device=device) for g in groups] if self.lr_held else []
+        self._lr_from = [float(g["lr"]) for g in groups]
         self._side = torch.cuda.Stream(device)
         self._x = self._y = None  # static inputs, allocated at the first call
         self._graph = self._out = self._key = self._pool = None
@@ -105,7 +122,7 @@ class GraphedStep:
             self._x, self._y = torch.empty_like(x), torch.empty_like(y)
         if (x.shape, x.dtype, y.shape, y.dtype) != (self._x.shape, self._x.dtype, self._y.shape, self._y.dtype):
             return self._eager(x, y)  # another shape: the ragged last batch
-        key = _capture_key(self.trainer)
+        key = _capture_key(self.trainer, self.lr_held)
         if key != self._key:
             mode = key[0]
             if self.eager_steps.get(mode, 0) < self.warmup:
@@ -113,10 +130,12 @@ class GraphedStep:
                 return self._on_side_stream(x, y)
             self._x.copy_(x)
             self._y.copy_(y)
+            self._set_lr()
             self._capture(key)
         else:
             self._x.copy_(x)
             self._y.copy_(y)
+            self._set_lr()
         self._graph.replay()
         return self._out
 
@@ -132,6 +151,28 @@ class GraphedStep:
         current.wait_stream(self._side)
         return out
 
+    def _set_lr(self) -> None:
+        """The graph's learning rates from the param groups' floats, where the scheduler changed them
+        (a fill on the stream, before the replay that reads it; no host sync)."""
+        for i, group in enumerate(self.trainer.opt.param_groups if self.lr_held else ()):
+            if float(group["lr"]) != self._lr_from[i]:
+                self._lr[i].fill_(float(group["lr"]))
+                self._lr_from[i] = float(group["lr"])
+
+    @contextmanager
+    def _graph_lr(self):
+        """During the capture, the param groups hold the graph's lr tensors (Adam reads them on the
+        device); the floats are back after it, for the scheduler, the log and the eager steps."""
+        groups = self.trainer.opt.param_groups if self.lr_held else []
+        floats = [g["lr"] for g in groups]
+        for group, lr in zip(groups, self._lr):
+            group["lr"] = lr
+        try:
+            yield
+        finally:
+            for group, lr in zip(groups, floats):
+                group["lr"] = lr
+
     def _capture(self, key) -> None:
         """Capture the step on the static inputs. The old graph stays alive during the capture (its
         pool, shared, stays alive with it) and is dropped after; it is never replayed again."""
@@ -140,7 +181,7 @@ class GraphedStep:
         self._out = None  # the old graph's output may be reused by the new capture
         t.opt.zero_grad(set_to_none=True)  # gradients allocated by (and owned by) the graph
         graph = torch.cuda.CUDAGraph()
-        with _uncached_autocast(t), torch.cuda.graph(graph, pool=self._pool):
+        with _uncached_autocast(t), self._graph_lr(), torch.cuda.graph(graph, pool=self._pool):
             loss, logged, rr = t._step_loss(self._x, self._y)
             loss.backward()
             t.opt.step()

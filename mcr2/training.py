@@ -319,7 +319,7 @@ class _Trainer(Evaluation):
             record["train_images_per_s"] = images_seen / max(train_seconds, 1e-9)
             record["status"] = "complete"
             record["world_size"] = self.world
-            if self.graphed is not None:  # what the graphs cost: one capture per mode and learning rate
+            if self.graphed is not None:  # what the graphs cost: one capture per mode (SGD: and per learning rate)
                 record["cuda_graph_captures"] = self.graphed.captures
                 record["cuda_graph_capture_s"] = round(self.graphed.capture_seconds, 3)
             artefacts = self._artefacts()
