@@ -58,10 +58,10 @@ def _similar(name: str, table: dict) -> str | None:
 def estimate(name: str, jobs: int, costs: dict, graphs: bool | None = None) -> tuple[float, str]:
     """Wall seconds of one run of ``name`` while ``jobs`` runs share the device, and why.
 
-    ``graphs`` (default :data:`mcr2.training.CUDA_GRAPHS`): the runs will replay their steps as CUDA
-    graphs; a time measured with eager steps is then scaled by :func:`graph_factor`."""
+    ``graphs`` (default :func:`mcr2.training.graphs_for` its model): the runs will replay their
+    steps as CUDA graphs; a time measured with eager steps is then scaled by :func:`graph_factor`."""
     seconds, why, base_name, level = _measured_estimate(name, jobs, costs)
-    graphs = _graphs_default() if graphs is None else graphs
+    graphs = _graphs_default(name) if graphs is None else graphs
     if graphs and base_name is not None and not costs.get("graphed", {}).get(base_name, {}).get(str(level)):
         factor, speedup_note = graph_factor(name, costs)
         if factor != 1.0:
@@ -69,10 +69,10 @@ def estimate(name: str, jobs: int, costs: dict, graphs: bool | None = None) -> t
     return seconds, why
 
 
-def _graphs_default() -> bool:
-    from .training import CUDA_GRAPHS
+def _graphs_default(name: str) -> bool:
+    from .training import graphs_for
 
-    return CUDA_GRAPHS
+    return graphs_for(experiment(name, "paper", 0).model.arch)
 
 
 def graph_factor(name: str, costs: dict) -> tuple[float, str]:

@@ -28,7 +28,7 @@ from .masking import MaskSwitch
 from .models import ClassifierHead, ResNet18Features, UNet
 from .records import RunRecord, load_record, provenance, record_dir, write_record
 
-__all__ = ["TrainingDiverged", "CUDNN_BENCHMARK", "CUDA_GRAPHS"]
+__all__ = ["TrainingDiverged", "CUDNN_BENCHMARK", "CUDA_GRAPHS", "graphs_for"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -83,11 +83,30 @@ def _fmt(x) -> str:
 #: batch shapes of a run are fixed, so the timing pays back within the first epoch.
 CUDNN_BENCHMARK = True
 
+def _graphs_setting(value: str) -> bool | frozenset:
+    """MCR2_CUDA_GRAPHS: "1" every model, "0" none, or model archs separated by commas."""
+    if value in ("", "1"):
+        return True
+    if value == "0":
+        return False
+    archs = frozenset(a.strip() for a in value.split(",") if a.strip())
+    if not archs or archs - {"resnet18", "unet"}:
+        raise ValueError(f"MCR2_CUDA_GRAPHS={value!r}: use 1 (every model), 0 (none) or model archs separated "
+                         f"by commas (resnet18, unet)")
+    return archs
+
+
 #: On one CUDA device, replay each full-batch training step as a CUDA graph (:class:`mcr2.graphs.
 #: GraphedStep`): the same updates without the host's per-kernel launch cost, which bounds the small
 #: ResNet18 steps (measured on an H100: 1.86x CE, 2.23x MCR², 1.02x the U-Net). MCR2_CUDA_GRAPHS=0
-#: turns it off (e.g. to compare, or where a capture fails).
-CUDA_GRAPHS = os.environ.get("MCR2_CUDA_GRAPHS", "1") != "0"
+#: turns it off (e.g. to compare, or where a capture fails); MCR2_CUDA_GRAPHS=resnet18 keeps it for
+#: those models only (tools/gpu_window.sh falls back to it when only the ResNet18/SGD checks pass).
+CUDA_GRAPHS = _graphs_setting(os.environ.get("MCR2_CUDA_GRAPHS", "1"))
+
+
+def graphs_for(arch: str) -> bool:
+    """Whether a CUDA run of a ``model.arch`` model replays its steps as graphs (:data:`CUDA_GRAPHS`)."""
+    return CUDA_GRAPHS if isinstance(CUDA_GRAPHS, bool) else arch in CUDA_GRAPHS
 
 
 class _Trainer(Evaluation):
@@ -282,7 +301,7 @@ class _Trainer(Evaluation):
             record["data"] = self.sources
             self._build_model()
             record["parameters"] = sum(p.numel() for p in self.modules.parameters())
-            use_graphs = CUDA_GRAPHS and self.device.type == "cuda" and self.world == 1
+            use_graphs = graphs_for(exp.model.arch) and self.device.type == "cuda" and self.world == 1
             self.graphed = GraphedStep(self) if use_graphs else None
             record["cuda_graphs"] = use_graphs
             switch = MaskSwitch(exp, *self.val[exp.data.val_domains[0]])

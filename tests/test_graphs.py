@@ -63,6 +63,23 @@ def test_capture_key_follows_scheduler_and_mode():
     assert _capture_key(adam, lr_held=True) == (False, ())
 
 
+def test_graphs_setting_names_models_or_all_or_none(monkeypatch):
+    from mcr2 import training
+
+    assert training._graphs_setting("1") is True and training._graphs_setting("0") is False
+    assert training._graphs_setting("resnet18") == {"resnet18"}
+    assert training._graphs_setting("resnet18, unet") == {"resnet18", "unet"}
+    with pytest.raises(ValueError, match="MCR2_CUDA_GRAPHS='vgg'.*resnet18, unet"):
+        training._graphs_setting("vgg")
+    monkeypatch.setattr(training, "CUDA_GRAPHS", frozenset({"resnet18"}))
+    assert training.graphs_for("resnet18") and not training.graphs_for("unet")
+    from mcr2 import costs
+
+    table = {"seconds": {"cls_mnist_ce": {"1": 100}, "seg_bg_ce": {"1": 100}}, "sources": {},
+             "graph_speedup": {"resnet18/ce": 2.0, "unet/ce": 2.0}}
+    assert costs.estimate("cls_mnist_ce", 1, table)[0] < 100 == costs.estimate("seg_bg_ce", 1, table)[0]
+
+
 def test_optimizers_made_capturable_or_refused():
     p = torch.nn.Parameter(torch.ones(3))
     adam = torch.optim.Adam([p], lr=0.1)
@@ -95,9 +112,13 @@ def test_uncached_autocast_is_scoped():
 # Adam's learning rate is a tensor the graph reads: its decay must reach the replays without a new
 # capture (CE with Adam checks it: Adam moves each weight by about lr per step, so an lr left at its
 # old value, 0.01 instead of 0.005, would be ~1e-2 off after the decay's steps).
+# The ids name the optimizer: tools/gpu_window.sh re-checks the SGD ones alone (-k sgd, the ResNet18
+# runs of the paper profile) when the whole check fails.
 @pytest.mark.parametrize("name, overrides, tol, captures", [
-    ("cls_mnist_ce", {}, 1e-4, 2), ("cls_mnist_ce", {"optim.optimizer": "adam", "optim.lr": 0.01}, 1e-3, 1),
-    ("cls_mnist_mcr2", {}, 0.1, 2), ("seg_bg_mcr2_masked", {}, 0.1, 1)])
+    pytest.param("cls_mnist_ce", {}, 1e-4, 2, id="cls_mnist_ce-sgd"),
+    pytest.param("cls_mnist_ce", {"optim.optimizer": "adam", "optim.lr": 0.01}, 1e-3, 1, id="cls_mnist_ce-adam"),
+    pytest.param("cls_mnist_mcr2", {}, 0.1, 2, id="cls_mnist_mcr2-sgd"),
+    pytest.param("seg_bg_mcr2_masked", {}, 0.1, 1, id="seg_bg_mcr2_masked-adam")])
 def test_graphed_step_trains_like_eager(name, overrides, tol, captures):
     """Same init, same batches: 6 full steps, a learning-rate decay (SGD: a re-capture; Adam: the
     graph's lr tensor set), 2 more steps and a ragged batch (eager) give the same parameters, up to
