@@ -236,6 +236,36 @@ def test_gpu_window_scripts_prepare_what_travels(tmp_path):
     assert "mcr2/paper.py" in members and not any(m.startswith("results/") for m in members)
 
 
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "gpu" / "unpack-data.sh").exists(), reason="needs ../shared/gpu")
+def test_gpu_window_rehearsed_on_the_cpu_returns_an_importable_pack(tmp_path):
+    """tools/gpu_window.sh start to finish, as on a GPU machine but on this CPU with a tiny run:
+    the data rebuilt from what travels, the committed code from source.tar, the graphs check, the
+    runner on a worker, and the pack that comes back, which imports here."""
+    travel, out, work = tmp_path / "travel", tmp_path / "out", tmp_path / "work"
+    prep = subprocess.run(["bash", str(ROOT / "tools" / "gpu_prepare.sh"), "--classification-only", str(travel)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert prep.returncode == 0, prep.stderr
+    env = {**os.environ, "MCR2_WINDOW_TMP": str(work), "MCR2_WINDOW_BENCH": "0",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # python3: this environment's
+    cmd = ["bash", str(ROOT / "tools" / "gpu_window.sh"), str(travel), str(out), "300", "1",
+           "--only", "cls_mnist_ce", "--seeds", "0", "--device", "cpu"]
+    for item in TINY:
+        cmd += ["--set", item]
+    window = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    log = (out / "log.txt").read_text()
+    assert window.returncode == 0, log[-4000:] + window.stderr[-2000:]
+    for stage in ("== data at", "== graphs_check at", "== paper (budget", "== done at"):
+        assert stage in log, stage
+    assert "!! CUDA graphs" not in log and "1 of 1 runs complete" in log
+    assert "code: commit " + (travel / "source.commit").read_text().strip() in log
+    # The committed records went along (the plan saw them) and the new one came back packed.
+    assert any((work / "mcr2-runs" / "paper").glob("*/*/record.json"))
+    added = paper.import_pack(out / "records.tar.xz", tmp_path / "imported", tmp_path / "costs.json")
+    assert [p.parent.name for p in added] == ["cls_mnist_ce"]
+    rec = find_record(experiment("cls_mnist_ce", "paper", 0, **_overrides()), tmp_path / "imported")
+    assert rec is not None and rec.record["provenance"]["git_commit"] == (travel / "source.commit").read_text().strip()
+
+
 def test_backgrounds_needed_names_what_the_missing_runs_load(tmp_path):
     """What a GPU window must carry: CIFAR-100 only while a background experiment is missing."""
     both = paper.plan_runs([0], tmp_path, COSTS, names=["seg_bg_ce", "cls_mnist_ce"])

@@ -9,9 +9,12 @@
 # that carries the classification data only (tools/gpu_prepare.sh --classification-only).
 # MCR2_WINDOW_BENCH: loss (default: bench_loss only, ~15 s), all (+ profile_loss, bench_train with
 # CUDA graphs, the U-Net step's kernels: ~3 min), 0 (none: a second call on a warm machine, records only).
+# MCR2_WINDOW_TMP (default /tmp): where the data, the code, the records and the checks' logs go
+# (tests/test_paper.py rehearses the whole window on a CPU in a folder of its own).
 # Back here: python -m mcr2 paper --import-pack OUT_DIR/records.tar.xz
 set -uo pipefail
 packed=$(cd "$1" && pwd); out=$(mkdir -p "$2" && cd "$2" && pwd); total=${3:-560}; jobs=${4:-1}
+work=${MCR2_WINDOW_TMP:-/tmp}
 shift $(( $# < 4 ? $# : 4 ))
 start=$SECONDS
 exec > >(tee -a "$out/log.txt") 2>&1
@@ -23,19 +26,19 @@ python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchv
 nproc
 
 stamp data
-bash "$packed/unpack-data.sh" "$packed" /tmp/mcr2-data || { echo "data could not be rebuilt"; exit 1; }
-export MCR2_DATA=/tmp/mcr2-data
+bash "$packed/unpack-data.sh" "$packed" "$work"/mcr2-data || { echo "data could not be rebuilt"; exit 1; }
+export MCR2_DATA="$work"/mcr2-data
 
 # The committed code travels as source.tar (tools/gpu_prepare.sh): a .git found on the GPU machine
 # can be an older copy than the tree beside it. Records name the archive's commit
 # (MCR2_SOURCE_COMMIT, see mcr2.records.provenance). They are read from and written to
-# /tmp/mcr2-runs/paper, seeded with the committed ones: it outlives the call, so a second call on
+# $work/mcr2-runs/paper, seeded with the committed ones: it outlives the call, so a second call on
 # the same warm machine (whose tree comes fresh from the checkout) continues instead of retraining.
-runs_dir=/tmp/mcr2-runs/paper
+runs_dir="$work"/mcr2-runs/paper
 mkdir -p "$runs_dir" && cp -rn results/paper/. "$runs_dir/"
-if [ -f "$packed/source.tar" ] && rm -rf /tmp/mcr2-src && mkdir -p /tmp/mcr2-src && tar xf "$packed/source.tar" -C /tmp/mcr2-src; then
+if [ -f "$packed/source.tar" ] && rm -rf "$work"/mcr2-src && mkdir -p "$work"/mcr2-src && tar xf "$packed/source.tar" -C "$work"/mcr2-src; then
   export MCR2_SOURCE_COMMIT=$(cat "$packed/source.commit")
-  cd /tmp/mcr2-src
+  cd "$work"/mcr2-src
   echo "code: commit $MCR2_SOURCE_COMMIT (source.tar)"
 else
   echo "no source.tar: training in the tree as it came (its records' commit may not be this code's)"
@@ -55,20 +58,20 @@ if python3 -c "import pytest" 2>/dev/null; then
   resnet_check=("${check[@]}" -k sgd)
 else
   check=(python3 -m mcr2 run cls_mnist_mcr2 seg_bg_mcr2_masked --profile smoke --device cuda
-         --runs-dir /tmp/mcr2-graphs-check --retrain --set data.background=null)
+         --runs-dir "$work"/mcr2-graphs-check --retrain --set data.background=null)
   resnet_check=(python3 -m mcr2 run cls_mnist_mcr2 --profile smoke --device cuda
-                --runs-dir /tmp/mcr2-graphs-check-resnet --retrain)
+                --runs-dir "$work"/mcr2-graphs-check-resnet --retrain)
 fi
-if timeout 180 "${check[@]}" > /tmp/mcr2-graphs-check.log 2>&1; then
-  tail -n 1 /tmp/mcr2-graphs-check.log
+if timeout 180 "${check[@]}" > "$work"/mcr2-graphs-check.log 2>&1; then
+  tail -n 1 "$work"/mcr2-graphs-check.log
 else
-  tail -n 25 /tmp/mcr2-graphs-check.log
-  if timeout 120 "${resnet_check[@]}" > /tmp/mcr2-graphs-check-resnet.log 2>&1; then
-    tail -n 1 /tmp/mcr2-graphs-check-resnet.log
+  tail -n 25 "$work"/mcr2-graphs-check.log
+  if timeout 120 "${resnet_check[@]}" > "$work"/mcr2-graphs-check-resnet.log 2>&1; then
+    tail -n 1 "$work"/mcr2-graphs-check-resnet.log
     echo "!! CUDA graphs failed their whole check but pass for ResNet18 with SGD: MCR2_CUDA_GRAPHS=resnet18"
     export MCR2_CUDA_GRAPHS=resnet18
   else
-    tail -n 10 /tmp/mcr2-graphs-check-resnet.log
+    tail -n 10 "$work"/mcr2-graphs-check-resnet.log
     echo "!! CUDA graphs failed their check: this window trains with MCR2_CUDA_GRAPHS=0 (eager steps)"
     export MCR2_CUDA_GRAPHS=0
   fi
