@@ -16,7 +16,12 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["GraphedStep", "step_log"]
+__all__ = ["GraphedStep", "step_log", "THREADED_CAPTURE"]
+
+#: Set by a worker that trains several runs at once on threads (:mod:`mcr2.workers`, ``--streams``):
+#: each graph is then captured on a stream of its own (not PyTorch's one shared capture stream) in
+#: "thread_local" mode, so that another thread's CUDA work during a capture is not an error.
+THREADED_CAPTURE = False
 
 
 def _holds_lr(opt: torch.optim.Optimizer) -> bool:
@@ -181,7 +186,8 @@ class GraphedStep:
         self._out = None  # the old graph's output may be reused by the new capture
         t.opt.zero_grad(set_to_none=True)  # gradients allocated by (and owned by) the graph
         graph = torch.cuda.CUDAGraph()
-        with _uncached_autocast(t), self._graph_lr(), torch.cuda.graph(graph, pool=self._pool):
+        threaded = dict(stream=torch.cuda.Stream(self.device), capture_error_mode="thread_local") if THREADED_CAPTURE else {}
+        with _uncached_autocast(t), self._graph_lr(), torch.cuda.graph(graph, pool=self._pool, **threaded):
             loss, logged, rr = t._step_loss(self._x, self._y)
             loss.backward()
             t.opt.step()

@@ -149,16 +149,16 @@ def backgrounds_needed(plan: list[Planned]) -> list[str]:
     return sorted({experiment(p.name, "paper", p.seed).data.background for p in plan if not p.done} - {None})
 
 
-def print_plan(plan: list[Planned], budget: float | None, jobs: int, costs: dict) -> None:
+def print_plan(plan: list[Planned], budget: float | None, at_once: int, costs: dict) -> None:
     todo = [p for p in plan if not p.done]
     print(f"paper profile: {len(plan) - len(todo)} of {len(plan)} records complete, {len(todo)} to train; "
-          f"{jobs} job{'s' * (jobs > 1)} at once" + (f", budget {budget:.0f} s" if budget else ""))
+          f"{at_once} run{'s' * (at_once > 1)} at once" + (f", budget {budget:.0f} s" if budget else ""))
     # A greedy list schedule: each run goes to the lane (worker) that frees first; each lane starts
     # with its worker's start.
-    lanes = [worker_start_seconds(costs)] * jobs
+    lanes = [worker_start_seconds(costs)] * at_once
     print(f"{'#':>3} {'experiment':22s} {'seed':>4} {'estimate':>9} {'ends at':>8}  {'':9s} group / estimate from")
     for i, p in enumerate(todo, 1):
-        lane = min(range(jobs), key=lanes.__getitem__)
+        lane = min(range(at_once), key=lanes.__getitem__)
         end = lanes[lane] + p.seconds
         fits = budget is None or end <= budget - PACK_RESERVE_S
         if fits:
@@ -167,8 +167,8 @@ def print_plan(plan: list[Planned], budget: float | None, jobs: int, costs: dict
         print(f"{i:>3} {p.name:22s} {p.seed:>4} {p.seconds:>8.0f}s {ends}  {'' if fits else 'no time':9s} "
               f"{p.group} / {p.source}")
     if todo:
-        print(f"estimated: all {len(todo)} runs take about {sum(p.seconds for p in todo) / jobs:.0f} s with "
-              f"{jobs} job{'s' * (jobs > 1)}" + (f"; the runs that fit this budget end by about {max(lanes):.0f} s"
+        print(f"estimated: all {len(todo)} runs take about {sum(p.seconds for p in todo) / at_once:.0f} s with "
+              f"{at_once} at once" + (f"; the runs that fit this budget end by about {max(lanes):.0f} s"
                                                   if budget else ""))
 
 
@@ -239,16 +239,19 @@ class _Running:
 
 
 def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, costs: dict, device: str = "auto",
-                 overrides: dict | None = None, pack: Path | None = None, device_name: str | None = None) -> list[Finished]:
+                 overrides: dict | None = None, pack: Path | None = None, device_name: str | None = None,
+                 streams: int = 1) -> list[Finished]:
     """Train the plan's missing runs on ``jobs`` worker processes (:mod:`mcr2.workers`, each taking
-    one run after another), none started past what the budget allows."""
+    one run after another, or ``streams`` at once on threads and CUDA streams), none started past
+    what the budget allows."""
     overrides = overrides or {}
     start = time.monotonic()
     deadline = start + budget - PACK_RESERVE_S
     pending = [p for p in plan if not p.done]
     events: queue.Queue = queue.Queue()
-    running: dict[Worker, _Running] = {}
-    idle: list[Worker] = []
+    slots = jobs * streams  # runs at once on the device
+    running: dict[tuple[Worker, str, int], _Running] = {}
+    workers: list[Worker] = []  # alive and not broken: they take runs
     finished: list[Finished] = []
     rows: list[dict] = []
     start_s = worker_start_seconds(costs)
@@ -289,21 +292,27 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
         while pending or running:
             # Start what fits, most valuable first; a long run that does not fit lets a shorter one
             # go. A run that needs a new worker also needs the worker's start.
-            while len(running) < jobs and pending:
-                sharing = min(jobs, len(running) + len(pending))
-                extra = 0.0 if idle else start_s
+            while len(running) < slots and pending:
+                sharing = min(slots, len(running) + len(pending))
+                free = [w for w in workers if w.busy < w.streams]
+                extra = 0.0 if free else start_s
                 pick = next((p for p in pending if estimate(p.name, sharing, costs)[0] + extra <= left()), None)
                 if pick is None:
                     break
                 pending.remove(pick)
-                worker = idle.pop() if idle else Worker(events)
+                if free:
+                    worker = min(free, key=lambda w: w.busy)
+                else:
+                    worker = Worker(events, streams)
+                    workers.append(worker)
                 est = estimate(pick.name, sharing, costs)[0]
                 print(f"-- start {pick.name} seed {pick.seed} at {time.monotonic() - start:.0f} s (estimate {est:.0f} s "
                       f"with {sharing} sharing{'' if extra == 0 else f', +{extra:.0f} s for a new worker'}, "
                       f"{left():.0f} s left)", flush=True)
                 count_sharing()
                 now = time.monotonic()
-                running[worker] = _Running(pick, worker, now, seen=now)
+                running[worker, pick.name, pick.seed] = _Running(pick, worker, now, seen=now)
+                worker.busy += 1
                 worker.submit({"name": pick.name, "seed": pick.seed, "runs_dir": str(runs_dir), "device": device,
                                "overrides": overrides})
             if not running:
@@ -313,30 +322,34 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
                 break
             if left() <= 0 and not stopped:
                 stopped = True
-                for worker, r in running.items():
+                for r in running.values():
                     print(f"-- budget spent: stopping {r.run.name} seed {r.run.seed} (no record is written)", flush=True)
+                for worker in {r.worker for r in running.values()}:
                     worker.stop()  # its end arrives on events
             try:
                 worker, outcome = events.get(timeout=max(min(left(), POLL_S), 0.01))
             except queue.Empty:
                 continue
-            if worker not in running:  # an idle worker ended (it should not): never hand it a run
-                if worker in idle:
-                    idle.remove(worker)
-                continue
             count_sharing()
-            r = running.pop(worker)
-            if outcome is None:  # the process ended mid-run: stopped at the deadline, or it crashed
+            if outcome is None:  # the process ended: its runs still going were stopped, or it crashed
+                if worker in workers:
+                    workers.remove(worker)
                 rc = worker.returncode()
-                finish(r, rc if rc != 0 else -15, None)
-            else:
-                finish(r, 0 if outcome["status"] == "complete" else 1, outcome)
-                if outcome["status"] == "complete":
-                    idle.append(worker)  # a failed run's worker exits by itself
+                for key in [key for key in running if key[0] is worker]:
+                    finish(running.pop(key), rc if rc != 0 else -15, None)
+                continue
+            worker.busy -= 1
+            ok = outcome["status"] == "complete"
+            finish(running.pop((worker, outcome["name"], outcome["seed"])), 0 if ok else 1, outcome)
+            if not ok and worker in workers:  # a failed run's worker gets no further run, and ends
+                worker.broken = True
+                workers.remove(worker)
+            if worker.broken and worker.busy == 0:
+                worker.close()
     finally:
-        for worker in idle:
-            worker.close()
-        for worker in running:
+        for worker in workers:
+            (worker.close if worker.busy == 0 else worker.stop)()
+        for worker in {r.worker for r in running.values()}:
             worker.stop()
     if pack is not None and finished and not any(f.path for f in finished):
         repack()  # no record, but costs.json still says what was tried and how it ended
@@ -359,6 +372,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                    help="wall seconds for the whole invocation; no run starts that cannot finish in it")
     p.add_argument("--jobs", type=int, default=1, help="runs at once on one device (that many worker processes, each taking one run after another)")
+    p.add_argument("--streams", type=int, default=1, metavar="N",
+                   help="runs at once in each worker, each on a thread and CUDA stream of its own (the kernels of "
+                        "separate processes time-slice, those of streams in one process can overlap: measure the gain "
+                        "first with benchmarks/bench_train.py --streams N)")
     p.add_argument("--seeds", type=int, nargs="+", default=PROFILE_SEEDS["paper"])
     p.add_argument("--only", nargs="+", metavar="NAME", default=None, help="these experiments only")
     p.add_argument("--pack", type=Path, default=None, metavar="FILE",
@@ -382,19 +399,20 @@ def main_from_args(args: argparse.Namespace) -> int:
             print(f"imported {path}")
         print(f"{len(added)} records imported into {runs_dir}; cost table {COSTS_FILE} updated")
         return 0
-    if args.jobs < 1:
-        raise SystemExit(f"--jobs must be ≥ 1, got {args.jobs}")
+    if args.jobs < 1 or args.streams < 1:
+        raise SystemExit(f"--jobs and --streams must be ≥ 1, got {args.jobs} and {args.streams}")
+    slots = args.jobs * args.streams  # runs at once on the device
     if args.budget is not None and not args.budget > 0:
         raise SystemExit(f"--budget must be a positive number of seconds, got {args.budget}")
     overrides = parse_overrides(args.set)  # ConfigError naming the item (the CLI prints it, exit 2)
     if any(seed < 0 for seed in args.seeds):
         raise ConfigError(f"--seeds must be ≥ 0, got {args.seeds}")
     costs = load_costs()
-    plan = plan_runs(args.seeds, runs_dir, costs, args.jobs, args.only, overrides)
+    plan = plan_runs(args.seeds, runs_dir, costs, slots, args.only, overrides)
     if args.backgrounds_needed:
         print("\n".join(backgrounds_needed(plan)))
         return 0
-    print_plan(plan, args.budget, args.jobs, costs)
+    print_plan(plan, args.budget, slots, costs)
     if args.dry_run:
         return 0
     device, device_name = _device_name(args.device)
@@ -404,11 +422,11 @@ def main_from_args(args: argparse.Namespace) -> int:
     check_runs_dir(runs_dir)
     started = time.monotonic()
     done = train_within(plan, args.budget if args.budget else math.inf, args.jobs, runs_dir, costs, device,
-                        overrides, args.pack, device_name)
+                        overrides, args.pack, device_name, args.streams)
     total = time.monotonic() - started
     ok = [f for f in done if f.path is not None]
     print(f"== {len(ok)} of {len(done)} runs complete in {total:.0f} s on {device_name or device} "
-          f"with {args.jobs} job{'s' * (args.jobs > 1)}")
+          f"with {args.jobs} job{'s' * (args.jobs > 1)}" + (f" of {args.streams} streams" if args.streams > 1 else ""))
     for f in done:
         print(f"   {f.run.name:22s} seed {f.run.seed}  {f.wall_s:6.0f} s  sharing {f.sharing:.1f}  rc {f.returncode}")
     return 0 if len(ok) == len(done) else 1

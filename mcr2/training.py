@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -109,6 +110,11 @@ def graphs_for(arch: str) -> bool:
     return CUDA_GRAPHS if isinstance(CUDA_GRAPHS, bool) else arch in CUDA_GRAPHS
 
 
+#: Runs trained at once on threads of one process (mcr2.workers) seed the global generator and draw
+#: their initial weights from it one at a time.
+_SEEDED_INIT = threading.Lock()
+
+
 class _Trainer(Evaluation):
     def __init__(self, exp: Experiment, runs_dir: Path, device: torch.device, progress: str):
         self.exp, self.runs_dir, self.device = exp, runs_dir, device
@@ -147,6 +153,10 @@ class _Trainer(Evaluation):
         self.in_channels = self.X.shape[1]
 
     def _build_model(self):
+        with _SEEDED_INIT:  # the global generator is seeded and drawn from by one run at a time
+            self._build_model_seeded()
+
+    def _build_model_seeded(self):
         m, loss = self.exp.model, self.exp.loss
         torch.manual_seed(self.exp.seed)
         normalize = loss.kind == "mcr2"  # CE learns unconstrained features for its head

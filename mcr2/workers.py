@@ -1,6 +1,6 @@
 """Worker processes of the paper runner (:mod:`mcr2.paper`): each trains runs one after another.
 
-    python -m mcr2.workers LAUNCHED     # one run per line on stdin (JSON); started by the runner
+    python -m mcr2.workers LAUNCHED [STREAMS]    # one run per line on stdin (JSON); started by the runner
 
 A run in a process of its own pays, before its first step, for the interpreter and torch imports,
 the CUDA context and its libraries, and the data; and for the CUDA teardown after its record. On
@@ -11,6 +11,14 @@ seeds (the trainer seeds the weights; batch orders, crops and samples have gener
 own), so a run gives the same record in a worker, after other runs, as in a process of its own
 (``tests/test_paper.py`` checks it).
 
+With ``STREAMS`` > 1 (``python -m mcr2 paper --streams N``) a worker trains up to that many runs at
+once, each on a thread and, on CUDA, a stream of its own: the kernels of separate processes take
+turns on a GPU, those of streams in one process can overlap (``benchmarks/bench_train.py --streams
+N`` measures whether that pays). The runs draw their initial weights one at a time (the global
+generator is seeded per run), and graphs are captured in "thread_local" mode on streams of their
+own (:data:`mcr2.graphs.THREADED_CAPTURE`); on a CPU two runs at once give the records each gives
+alone (tested).
+
 After each run the worker prints one line ``@@mcr2-finished {json}``: what it trained, how it
 ended, and where its seconds went; the runner (:class:`Worker`) takes that line from the pipe and
 passes every other line through. A worker whose run failed exits rather than take another run
@@ -18,6 +26,8 @@ passes every other line through. A worker whose run failed exits rather than tak
 """
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import gc
 import json
 import os
@@ -38,16 +48,18 @@ EXIT_WAIT_S = 30.0
 
 
 class Worker:
-    """One worker process, seen from the runner: :meth:`submit` hands it a run; its outcome arrives
-    on ``events`` as ``(worker, outcome dict)``, and ``(worker, None)`` once the process has ended
-    (its input closed, its run failed, or :meth:`stop`)."""
+    """One worker process, seen from the runner: :meth:`submit` hands it a run (up to ``streams`` at
+    once); each outcome arrives on ``events`` as ``(worker, outcome dict)``, and ``(worker, None)``
+    once the process has ended (its input closed, a run failed, or :meth:`stop`)."""
 
-    def __init__(self, events: queue.Queue):
-        self.launched = time.time()
+    def __init__(self, events: queue.Queue, streams: int = 1):
+        self.launched, self.streams = time.time(), streams
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # progress lines reach the runner as they are printed
-        self.proc = subprocess.Popen([sys.executable, "-m", "mcr2.workers", repr(self.launched)], env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.proc = subprocess.Popen([sys.executable, "-m", "mcr2.workers", repr(self.launched), str(streams)],
+                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.runs = 0  # runs handed to it
+        self.busy = 0  # runs it is training now (at most ``streams``)
+        self.broken = False  # one of its runs failed: it gets no further run
         self._reader = threading.Thread(target=self._read, args=(events,), daemon=True)
         self._reader.start()
 
@@ -97,51 +109,67 @@ class Worker:
             self.proc.wait()
 
 
-def serve(launched: float, lines=None) -> int:
+def serve(launched: float, lines=None, streams: int = 1) -> int:
     """The worker's side: train each run read from ``lines`` (default stdin), report it, repeat.
-    Returns 0 when the input ends, 1 after a failed run."""
+    ``streams`` > 1: up to that many runs at once, each on a thread of its own and, on CUDA, a
+    stream of its own (the runner never hands it more). Returns 0 when the input ends, 1 after a
+    failed run (with one stream at once it then exits without reading further)."""
     import torch
 
+    from . import graphs
     from .engine import run
     from .experiments import experiment
 
-    cuda_ready = False
-    start_s = None  # launch to ready for the first run: interpreter, imports, CUDA set-up
-    for line in sys.stdin if lines is None else lines:
-        if not line.strip():
-            continue
-        s = json.loads(line)
-        if not cuda_ready and s["device"] != "cpu" and torch.cuda.is_available():
-            torch.zeros(1, device="cuda")  # the CUDA context, timed here rather than inside the run
-            cuda_ready = True
-        ready = time.time()
-        first = start_s is None
-        if first:
-            start_s = ready - launched
+    lock = threading.Lock()  # the CUDA set-up, the start's accounting and the reports, one at a time
+    state = {"cuda": False, "start_s": None, "failed": False}
+    if streams > 1:
+        graphs.THREADED_CAPTURE = True  # captures may happen while another run's thread uses the GPU
+
+    def train(s: dict) -> bool:
+        with lock:
+            if not state["cuda"] and s["device"] != "cpu" and torch.cuda.is_available():
+                torch.zeros(1, device="cuda")  # the CUDA context, timed here rather than inside the run
+                state["cuda"] = True
+            ready = time.time()
+            first = state["start_s"] is None
+            if first:
+                state["start_s"] = ready - launched  # launch to ready: interpreter, imports, CUDA set-up
         status, path, in_record, error = "failed", None, None, None
+        stream = torch.cuda.Stream() if state["cuda"] and streams > 1 else None
         try:
             exp = experiment(s["name"], "paper", s["seed"], **s["overrides"])
-            rec = run(exp, Path(s["runs_dir"]), device=s["device"], progress="lines")
+            with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+                rec = run(exp, Path(s["runs_dir"]), device=s["device"], progress="lines")
             status, path, in_record = rec.status, str(rec.path), rec.record.get("wall_time_s")
-        except Exception as err:  # reported, then this worker exits: the runner goes on with a fresh one
+        except Exception as err:  # reported; the runner gives this worker no further run
             traceback.print_exc()
             error = f"{type(err).__name__}: {err}"
         run_s = time.time() - ready
+        start_s = state["start_s"] if first else 0.0
         around = "" if in_record is None else f" ({in_record:.1f} in its record, {run_s - in_record:.1f} around it: " \
                                               f"lock, artefacts, writing)"
-        print(f"== {s['name']} seed {s['seed']}: {status}" + (f", {path}" if path else f" ({error})"), flush=True)
-        print(f"-- worker seconds: {start_s if first else 0.0:.1f} start (interpreter, imports, CUDA set-up"
-              f"{'' if first else '; paid by its first run'}), {run_s:.1f} the run{around}", flush=True)
-        print(FINISHED + json.dumps({"name": s["name"], "seed": s["seed"], "status": status, "path": path,
-                                     "error": error, "start_s": round(start_s if first else 0.0, 2),
-                                     "run_s": round(run_s, 2), "record_wall_s": in_record}), flush=True)
-        if status != "complete":
-            return 1
+        with lock:
+            state["failed"] |= status != "complete"
+            print(f"== {s['name']} seed {s['seed']}: {status}" + (f", {path}" if path else f" ({error})"), flush=True)
+            print(f"-- worker seconds: {start_s:.1f} start (interpreter, imports, CUDA set-up"
+                  f"{'' if first else '; paid by its first run'}), {run_s:.1f} the run{around}", flush=True)
+            print(FINISHED + json.dumps({"name": s["name"], "seed": s["seed"], "status": status, "path": path,
+                                         "error": error, "start_s": round(start_s, 2), "run_s": round(run_s, 2),
+                                         "record_wall_s": in_record}), flush=True)
         gc.collect()  # the run's model, graphs and batches, before the next run allocates its own
-        if cuda_ready:
+        if state["cuda"]:
             torch.cuda.empty_cache()
-    return 0
+        return status == "complete"
+
+    specs = (json.loads(line) for line in (sys.stdin if lines is None else lines) if line.strip())
+    if streams == 1:
+        return 0 if all(train(s) for s in specs) else 1  # stops at the first failed run
+    with concurrent.futures.ThreadPoolExecutor(max_workers=streams, thread_name_prefix="run") as pool:
+        for s in specs:
+            pool.submit(train, s)
+    return 1 if state["failed"] else 0
 
 
 if __name__ == "__main__":
-    sys.exit(serve(float(sys.argv[1]) if len(sys.argv) > 1 else time.time()))
+    sys.exit(serve(float(sys.argv[1]) if len(sys.argv) > 1 else time.time(),
+                   streams=int(sys.argv[2]) if len(sys.argv) > 2 else 1))

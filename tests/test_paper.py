@@ -170,6 +170,29 @@ def test_one_worker_trains_runs_in_turn_and_each_as_it_would_alone(tmp_path, mon
 
 
 @pytest.mark.skipif(not DATA.exists(), reason="needs ../shared/data")
+def test_one_worker_with_two_streams_trains_two_runs_at_once_each_as_alone(tmp_path, monkeypatch):
+    """--streams 2: one worker process trains both runs at once on two threads (CUDA streams on a
+    GPU); each record equals the same run trained on its own."""
+    from mcr2 import engine
+
+    monkeypatch.setenv("MCR2_DATA", str(DATA))
+    runs, pack = tmp_path / "runs", tmp_path / "records.tar"
+    cmd = _paper_cmd(runs, "--jobs", 1, "--streams", 2, "--pack", pack, "--only", "seg_mnist_ce", "cls_mnist_ce")
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "2 of 2 runs complete" in out.stdout and "with 1 job of 2 streams" in out.stdout
+    assert out.stdout.count("paid by its first run") == 1  # one worker for both
+    with tarfile.open(pack) as tar:
+        rows = json.load(tar.extractfile("costs.json"))["runs"]
+    assert all(r["sharing"] > 1 for r in rows)  # they ran at once
+    for name in ("seg_mnist_ce", "cls_mnist_ce"):
+        exp = experiment(name, "paper", 0, **_overrides())
+        together, alone = find_record(exp, runs), engine.run(exp, tmp_path / "alone", device="cpu", progress="off")
+        for field in ("loss", "R", "Rc", "delta_r"):
+            assert together.steps[field].tolist() == alone.steps[field].tolist(), (name, field)
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="needs ../shared/data")
 def test_a_failed_run_ends_its_worker_and_the_next_run_gets_a_fresh_one(tmp_path, monkeypatch):
     monkeypatch.setenv("MCR2_DATA", str(tmp_path / "no-data"))  # every run fails to load its data
     runs, pack = tmp_path / "runs", tmp_path / "records.tar"
