@@ -126,25 +126,30 @@ def bench_streams(name: str, profile: str, device: torch.device, steps: int, bat
                   runs: int, warmup: int = 3) -> tuple[float, float]:
     """Images/s of one graphed run alone, and of ``runs`` graphed runs at once in one process, each
     in its own thread replaying on its own CUDA stream (the kernels of separate processes
-    time-slice; those of streams in one process can overlap). Returns (alone, all together)."""
+    time-slice; those of streams in one process can overlap). As in a worker with ``--streams``
+    (:mod:`mcr2.workers`), the threads warm up and capture at the same time
+    (:data:`mcr2.graphs.THREADED_CAPTURE`), so a fault of concurrent capture shows here first.
+    Returns (alone, all together)."""
     import threading
 
+    from mcr2 import graphs
+
+    graphs.THREADED_CAPTURE = True
     setups = [_setup(name, profile, device, batch_size) for _ in range(runs)]
     streams = [torch.cuda.Stream(device) for _ in range(runs)]
-    steps_of = []
-    for (exp, trainer, x, y, _), stream in zip(setups, streams):
-        graphed = GraphedStep(trainer, warmup)
-        with torch.cuda.stream(stream):
-            for _ in range(warmup + 1):  # eager warm-up, then the capture, one at a time
-                graphed(x, y)
-        steps_of.append(lambda graphed=graphed, x=x, y=y: graphed(x, y))
-    torch.cuda.synchronize(device)
+    steps_of = [lambda graphed=GraphedStep(trainer, warmup), x=x, y=y: graphed(x, y)
+                for (_, trainer, x, y, _) in setups]
 
-    def timed(chosen) -> float:
+    def timed(chosen, count: int) -> float:
+        errors = []
+
         def work(step, stream):
-            with torch.cuda.stream(stream):
-                for _ in range(steps):
-                    step()
+            try:
+                with torch.cuda.stream(stream):
+                    for _ in range(count):
+                        step()
+            except BaseException as err:  # re-raised in the main thread
+                errors.append(err)
 
         threads = [threading.Thread(target=work, args=(step, stream)) for step, stream in chosen]
         start = time.perf_counter()
@@ -153,12 +158,15 @@ def bench_streams(name: str, profile: str, device: torch.device, steps: int, bat
         for t in threads:
             t.join()
         torch.cuda.synchronize(device)
+        if errors:
+            raise errors[0]
         return time.perf_counter() - start
 
-    bs = setups[0][0].optim.batch_size
     pairs = list(zip(steps_of, streams))
-    alone = bs * steps / timed(pairs[:1])
-    together = runs * bs * steps / timed(pairs)
+    timed(pairs, warmup + 1)  # every run's eager warm-up and capture, all threads at once
+    bs = setups[0][0].optim.batch_size
+    alone = bs * steps / timed(pairs[:1], steps)
+    together = runs * bs * steps / timed(pairs, steps)
     return alone, together
 
 

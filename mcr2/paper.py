@@ -16,8 +16,9 @@ last one stopped: complete records are never trained twice.
 
 The pack (``--pack``) holds the records this invocation made and ``costs.json``, the wall time of
 each of its runs (for a worker's first run, its start included and named) with the number of runs
-sharing the device; it is rewritten after every finished
-run, so a window cut short still returns what finished. Needs only torch and torchvision.
+sharing the device (and ``streams``: whether they shared it as processes or as streams of one); it
+is rewritten after every finished run, so a window cut short still returns what finished. Needs
+only torch and torchvision.
 """
 from __future__ import annotations
 
@@ -279,7 +280,7 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
         found = find_record(experiment(p.name, "paper", p.seed, **overrides), runs_dir) if rc == 0 else None
         finished.append(Finished(p, rc, wall, sharing, None if found is None else found.path))
         rows.append({"name": p.name, "seed": p.seed, "returncode": rc, "wall_s": round(wall, 1),
-                     "worker_start_s": (outcome or {}).get("start_s"), "sharing": round(sharing, 2),
+                     "worker_start_s": (outcome or {}).get("start_s"), "sharing": round(sharing, 2), "streams": streams,
                      "device": device_name, "date": time.strftime("%Y-%m-%d"),
                      "record_wall_s": None if found is None else round(found.record["wall_time_s"], 1),
                      "cuda_graphs": None if found is None else bool(found.record.get("cuda_graphs", False))})

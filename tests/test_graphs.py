@@ -175,3 +175,43 @@ def test_whole_run_with_graphs_matches_eager(tmp_path, monkeypatch):
     assert len(a) == len(b) == 4
     torch.testing.assert_close(torch.tensor(b["loss"].to_numpy()), torch.tensor(a["loss"].to_numpy()),
                                atol=0.1, rtol=0.1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_runs_on_threads_and_streams_capture_at_once_and_train_like_eager(monkeypatch):
+    """What a worker with --streams does: two graphed runs on two threads, each on its own CUDA
+    stream, warm up, capture (thread_local, at the same time) and replay; each ends where the eager
+    loop ends with the same batches (CE with SGD: deterministic, so a tight check)."""
+    import threading
+
+    from mcr2 import graphs
+
+    monkeypatch.setattr(graphs, "THREADED_CAPTURE", True)
+    device = torch.device("cuda")
+    pairs = [(_trainer("cls_mnist_ce", device)[0], _trainer("cls_mnist_ce", device)[0]) for _ in range(2)]
+    bs = pairs[0][0].exp.optim.batch_size
+    batches = [_batch(bs, 1, False, device, i) for i in range(8)]
+    errors = []
+
+    def work(graphed_trainer):
+        try:
+            step = GraphedStep(graphed_trainer, warmup=3)
+            with torch.cuda.stream(torch.cuda.Stream(device)):
+                for x, y in batches:
+                    step(x, y)
+                torch.cuda.current_stream(device).synchronize()
+            assert step.captures == 1
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(graphed,)) for _, graphed in pairs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for eager, graphed in pairs:
+        for x, y in batches:
+            eager._eager_step(x, y)
+        for a, b in zip(eager.modules.parameters(), graphed.modules.parameters()):
+            torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
