@@ -257,6 +257,15 @@ def test_gpu_window_scripts_prepare_what_travels(tmp_path):
     with tarfile.open(dest / "source.tar") as tar:
         members = tar.getnames()
     assert "mcr2/paper.py" in members and not any(m.startswith("results/") for m in members)
+    # pytest travels for the window's graphs check, and needs nothing of this environment's site-packages.
+    lib = tmp_path / "pylib"
+    with tarfile.open(dest / "pytest.tar.xz") as tar:
+        tar.extractall(lib)
+    (tmp_path / "test_x.py").write_text("def test_x():\n    assert True\n")
+    alone = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {str(lib)!r}); import pytest; "
+                            f"sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', {str(tmp_path / 'test_x.py')!r}]))"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert alone.returncode == 0 and "1 passed" in alone.stdout, alone.stdout + alone.stderr
 
 
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "gpu" / "unpack-data.sh").exists(), reason="needs ../shared/gpu")

@@ -35,6 +35,19 @@ done
 [ -z "$(git status --porcelain --untracked-files=no -- mcr2 benchmarks tools)" ] \
   || echo "note: mcr2/, benchmarks/ or tools/ have uncommitted changes; source.tar holds HEAD only" >&2
 git archive --format=tar -o "$dest/source.tar" HEAD -- . ':(exclude)results'
+# pytest and what it imports (pure Python, ~1.2 MB packed), from this environment: the GPU machine's
+# Python has none, and gpu_window.sh checks the CUDA-graph steps with tests/test_graphs.py.
+py=python3; [ -x .venv/bin/python ] && py=.venv/bin/python
+$py - "$dest/pytest.tar.xz" <<'PY' || echo "note: pytest not packed; the window checks graphs with smoke runs" >&2
+import importlib.metadata as md, pathlib, sys, tarfile
+dists = ["pytest", "pluggy", "iniconfig", "packaging", "pygments"]
+with tarfile.open(sys.argv[1], "w:xz") as tar:
+    for name in dists:
+        dist = md.distribution(name)
+        for f in dist.files:
+            if "__pycache__" not in f.parts and not str(f).startswith(".."):
+                tar.add(dist.locate_file(f), arcname=str(f))
+PY
 git rev-parse HEAD > "$dest/source.commit"
 tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
 carried=$(du -sb "$dest" | cut -f1)

@@ -53,6 +53,10 @@ export PYTHONPATH=$(pwd)
 # graphs if they pass (MCR2_CUDA_GRAPHS=resnet18); otherwise this window trains eagerly (the same
 # updates, slower). The log says which. Everything reads MNIST only (no CIFAR needed).
 stamp graphs_check
+if ! python3 -c "import pytest" 2>/dev/null && [ -f "$packed/pytest.tar.xz" ]; then
+  rm -rf "$work"/mcr2-pylib && mkdir -p "$work"/mcr2-pylib && tar xJf "$packed/pytest.tar.xz" -C "$work"/mcr2-pylib \
+    && export PYTHONPATH="$PYTHONPATH:$work/mcr2-pylib" && echo "pytest: carried ($packed/pytest.tar.xz)"
+fi
 if python3 -c "import pytest" 2>/dev/null; then
   check=(python3 -m pytest -q -x -p no:cacheprovider tests/test_graphs.py)
   resnet_check=("${check[@]}" -k sgd)
