@@ -157,7 +157,7 @@ def serve(launched: float, lines=None, streams: int = 1) -> int:
                                          "error": error, "start_s": round(start_s, 2), "run_s": round(run_s, 2),
                                          "record_wall_s": in_record}), flush=True)
         gc.collect()  # the run's model, graphs and batches, before the next run allocates its own
-        if state["cuda"]:
+        if state["cuda"] and streams == 1:  # (never while another thread may be capturing a graph)
             torch.cuda.empty_cache()
         return status == "complete"
 
