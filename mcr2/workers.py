@@ -64,13 +64,18 @@ class Worker:
         self._reader.start()
 
     def _read(self, events: queue.Queue) -> None:
-        for line in self.proc.stdout:
-            if line.startswith(FINISHED):
-                events.put((self, json.loads(line[len(FINISHED):])))
-            else:
+        try:
+            for line in self.proc.stdout:
+                if line.startswith(FINISHED):
+                    try:
+                        events.put((self, json.loads(line[len(FINISHED):])))
+                        continue
+                    except json.JSONDecodeError:  # shown as it came; the run ends with the process
+                        print(f"-- unreadable report from a worker: {line.strip()!r}", flush=True)
                 sys.stdout.write(line)
                 sys.stdout.flush()
-        events.put((self, None))
+        finally:
+            events.put((self, None))  # always: the runner never waits on a worker that has gone
 
     def submit(self, spec: dict) -> bool:
         """Hand it one run (``name``, ``seed``, ``runs_dir``, ``device``, ``overrides``); False if the
@@ -109,6 +114,29 @@ class Worker:
             self.proc.wait()
 
 
+class _WholeLines:
+    """Standard output shared by run threads: each thread's text goes out in whole lines, one line
+    at a time (``print`` writes a text and its newline separately, and another thread's report could
+    land between them, where the runner would not find it)."""
+
+    def __init__(self, out):
+        self.out, self.lock, self.local = out, threading.Lock(), threading.local()
+
+    def write(self, text: str) -> int:
+        *lines, self.local.rest = (getattr(self.local, "rest", "") + text).split("\n")
+        if lines:
+            with self.lock:
+                self.out.write("".join(line + "\n" for line in lines))
+                self.out.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def __getattr__(self, name):  # encoding, isatty, fileno ...: those of the stream it wraps
+        return getattr(self.out, name)
+
+
 def serve(launched: float, lines=None, streams: int = 1) -> int:
     """The worker's side: train each run read from ``lines`` (default stdin), report it, repeat.
     ``streams`` > 1: up to that many runs at once, each on a thread of its own and, on CUDA, a
@@ -124,6 +152,7 @@ def serve(launched: float, lines=None, streams: int = 1) -> int:
     state = {"cuda": False, "start_s": None, "failed": False}
     if streams > 1:
         graphs.THREADED_CAPTURE = True  # captures may happen while another run's thread uses the GPU
+        sys.stdout = _WholeLines(sys.stdout)
 
     def train(s: dict) -> bool:
         with lock:

@@ -347,3 +347,32 @@ def test_profile_table_and_totals_follow_the_plan(tmp_path):
     totals = paper.profile_seconds(tmp_path, seeds=[0, 1], costs=COSTS)
     assert totals["runs"] == totals["missing"] == len(plan)
     assert totals["seconds"] == pytest.approx(sum(p.seconds for p in plan)) == totals["missing_seconds"]
+
+
+def test_run_threads_print_whole_lines_so_reports_stay_findable():
+    """A worker with several streams: lines printed by its run threads at once never mix, so each
+    report starts a line of its own (print writes a text and its newline separately)."""
+    import io
+    import threading
+
+    from mcr2.workers import FINISHED, _WholeLines
+
+    out = io.StringIO()
+    shared = _WholeLines(out)
+
+    def chatter(tag):
+        for i in range(500):
+            print(f"[{tag}] epoch {i}", file=shared)
+            if i % 100 == 0:
+                print(FINISHED + json.dumps({"tag": tag, "i": i}), file=shared)
+
+    threads = [threading.Thread(target=chatter, args=(t,)) for t in "abcd"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4 * 505
+    reports = [json.loads(line[len(FINISHED):]) for line in lines if line.startswith(FINISHED)]
+    assert len(reports) == 20 and all(FINISHED not in line[1:] for line in lines)
+    assert all(line.startswith(FINISHED) or line.split("] epoch ")[1].isdigit() for line in lines)
