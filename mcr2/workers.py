@@ -155,17 +155,18 @@ def serve(launched: float, lines=None, streams: int = 1) -> int:
         sys.stdout = _WholeLines(sys.stdout)
 
     def train(s: dict) -> bool:
-        with lock:
-            if not state["cuda"] and s["device"] != "cpu" and torch.cuda.is_available():
-                torch.zeros(1, device="cuda")  # the CUDA context, timed here rather than inside the run
-                state["cuda"] = True
-            ready = time.time()
-            first = state["start_s"] is None
-            if first:
-                state["start_s"] = ready - launched  # launch to ready: interpreter, imports, CUDA set-up
+        ready, first = time.time(), False
         status, path, in_record, error = "failed", None, None, None
-        stream = torch.cuda.Stream() if state["cuda"] and streams > 1 else None
-        try:
+        try:  # whatever goes wrong is reported: the runner waits for every run's report
+            with lock:
+                if not state["cuda"] and s["device"] != "cpu" and torch.cuda.is_available():
+                    torch.zeros(1, device="cuda")  # the CUDA context, timed here rather than inside the run
+                    state["cuda"] = True
+                ready = time.time()
+                first = state["start_s"] is None
+                if first:
+                    state["start_s"] = ready - launched  # launch to ready: interpreter, imports, CUDA set-up
+            stream = torch.cuda.Stream() if state["cuda"] and streams > 1 else None
             exp = experiment(s["name"], "paper", s["seed"], **s["overrides"])
             with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
                 rec = run(exp, Path(s["runs_dir"]), device=s["device"], progress="lines")
@@ -174,7 +175,7 @@ def serve(launched: float, lines=None, streams: int = 1) -> int:
             traceback.print_exc()
             error = f"{type(err).__name__}: {err}"
         run_s = time.time() - ready
-        start_s = state["start_s"] if first else 0.0
+        start_s = (state["start_s"] or 0.0) if first else 0.0
         around = "" if in_record is None else f" ({in_record:.1f} in its record, {run_s - in_record:.1f} around it: " \
                                               f"lock, artefacts, writing)"
         with lock:
