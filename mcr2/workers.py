@@ -21,8 +21,9 @@ alone (tested).
 
 After each run the worker prints one line ``@@mcr2-finished {json}``: what it trained, how it
 ended, and where its seconds went; the runner (:class:`Worker`) takes that line from the pipe and
-passes every other line through. A worker whose run failed exits rather than take another run
-(a CUDA error leaves its context unusable); the runner starts a fresh one when it needs one.
+passes every other line through. A worker whose run failed takes no further run (a CUDA error
+leaves its context unusable): with one stream it exits at once, with several once the runner has
+seen its other runs end; the runner starts a fresh worker when it needs one.
 """
 from __future__ import annotations
 
