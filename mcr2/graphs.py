@@ -128,19 +128,15 @@ class GraphedStep:
         if (x.shape, x.dtype, y.shape, y.dtype) != (self._x.shape, self._x.dtype, self._y.shape, self._y.dtype):
             return self._eager(x, y)  # another shape: the ragged last batch
         key = _capture_key(self.trainer, self.lr_held)
+        mode = key[0]
+        if key != self._key and self.eager_steps.get(mode, 0) < self.warmup:
+            self.eager_steps[mode] = self.eager_steps.get(mode, 0) + 1
+            return self._on_side_stream(x, y)
+        self._x.copy_(x)
+        self._y.copy_(y)
+        self._set_lr()
         if key != self._key:
-            mode = key[0]
-            if self.eager_steps.get(mode, 0) < self.warmup:
-                self.eager_steps[mode] = self.eager_steps.get(mode, 0) + 1
-                return self._on_side_stream(x, y)
-            self._x.copy_(x)
-            self._y.copy_(y)
-            self._set_lr()
             self._capture(key)
-        else:
-            self._x.copy_(x)
-            self._y.copy_(y)
-            self._set_lr()
         self._graph.replay()
         return self._out
 

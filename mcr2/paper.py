@@ -297,7 +297,8 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
                 sharing = min(slots, len(running) + len(pending))
                 free = [w for w in workers if w.busy < w.streams]
                 extra = 0.0 if free else start_s
-                pick = next((p for p in pending if estimate(p.name, sharing, costs)[0] + extra <= left()), None)
+                fits = ((p, est) for p in pending for est in [estimate(p.name, sharing, costs)[0]] if est + extra <= left())
+                pick, est = next(fits, (None, None))
                 if pick is None:
                     break
                 pending.remove(pick)
@@ -306,7 +307,6 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
                 else:
                     worker = Worker(events, streams)
                     workers.append(worker)
-                est = estimate(pick.name, sharing, costs)[0]
                 print(f"-- start {pick.name} seed {pick.seed} at {time.monotonic() - start:.0f} s (estimate {est:.0f} s "
                       f"with {sharing} sharing{'' if extra == 0 else f', +{extra:.0f} s for a new worker'}, "
                       f"{left():.0f} s left)", flush=True)
