@@ -177,6 +177,13 @@ def gpu_busy(step, steps: int, device: torch.device) -> float:
     _, wall, _, busy = kernel_profile(step, steps, device)
     return busy / wall
 
+
+def _failed(label: str, e: Exception) -> str:
+    """The table row of a configuration whose benchmark raised: the error's first line."""
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{label:22s} failed: {type(e).__name__}: {first}"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
@@ -185,8 +192,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=None, help="override the profile's batch size")
     parser.add_argument("--cudnn-benchmark", choices=["on", "off"], default="on",
                         help="cuDNN algorithm timing (mcr2.training.CUDNN_BENCHMARK; CUDA only)")
-    parser.add_argument("--cuda-graphs", choices=["off", "on", "both"], default="off",
-                        help="on (or both): after the table, the step replayed as a CUDA graph (mcr2.graphs) "
+    parser.add_argument("--cuda-graphs", choices=["off", "on"], default="off",
+                        help="on: after the table, the step replayed as a CUDA graph (mcr2.graphs) "
                              "beside the eager step, images/s of each, their ratio and the largest parameter "
                              "difference after the same steps (CUDA only)")
     parser.add_argument("--streams", type=int, default=0, metavar="N",
@@ -219,8 +226,7 @@ def main():
             try:
                 alone, together = bench_streams(exp_name, profile, device, args.steps, args.batch_size, args.streams)
             except Exception as e:  # one configuration failing on the GPU must not lose the others
-                first = (str(e).strip().splitlines() or [""])[0]
-                print(f"{label:22s} failed: {type(e).__name__}: {first}")
+                print(_failed(label, e))
                 continue
             print(f"{label:22s} {alone:>12.0f} {together:>15.0f} {together / alone:>5.2f}×")
     if args.cuda_graphs == "off":
@@ -232,8 +238,7 @@ def main():
         try:
             eager, graphed, diff, n, capture = bench_graphs(exp_name, profile, device, args.steps, args.batch_size)
         except Exception as e:  # one configuration failing on the GPU must not lose the others
-            first = (str(e).strip().splitlines() or [""])[0]
-            print(f"{label:22s} failed: {type(e).__name__}: {first}")
+            print(_failed(label, e))
             continue
         print(f"{label:22s} {eager:>12.0f} {graphed:>12.0f} {graphed / eager:>5.2f}× {n:>6} {diff:>9.1e}"
               f" {capture * 1e3:>11.0f}")

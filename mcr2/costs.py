@@ -166,6 +166,3 @@ def merge_costs(rows: list[dict], costs_path: Path = COSTS_FILE) -> dict:
         costs["device"] = row.get("device") or costs.get("device")
     Path(costs_path).write_text(json.dumps(costs, indent=1, sort_keys=True) + "\n")
     return costs
-
-
-# ------------------------------------------------------------------------------------- training

@@ -156,9 +156,10 @@ class GraphedStep:
         """The graph's learning rates from the param groups' floats, where the scheduler changed them
         (a fill on the stream, before the replay that reads it; no host sync)."""
         for i, group in enumerate(self.trainer.opt.param_groups if self.lr_held else ()):
-            if float(group["lr"]) != self._lr_from[i]:
-                self._lr[i].fill_(float(group["lr"]))
-                self._lr_from[i] = float(group["lr"])
+            lr = float(group["lr"])
+            if lr != self._lr_from[i]:
+                self._lr[i].fill_(lr)
+                self._lr_from[i] = lr
 
     @contextmanager
     def _graph_lr(self):

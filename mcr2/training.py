@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import data as mcr2_data
-from .config import CODE_VERSION, Experiment, config_key
+from .config import ARCHS, CODE_VERSION, Experiment, config_key
 from .evaluation import Evaluation
 from .graphs import GraphedStep, step_log
 from .loss import MCR2Loss, pooled_rows, rate_reduction
@@ -84,6 +84,7 @@ def _fmt(x) -> str:
 #: batch shapes of a run are fixed, so the timing pays back within the first epoch.
 CUDNN_BENCHMARK = True
 
+
 def _graphs_setting(value: str) -> bool | frozenset:
     """MCR2_CUDA_GRAPHS: "1" every model, "0" none, or model archs separated by commas."""
     if value in ("", "1"):
@@ -91,9 +92,10 @@ def _graphs_setting(value: str) -> bool | frozenset:
     if value == "0":
         return False
     archs = frozenset(a.strip() for a in value.split(",") if a.strip())
-    if not archs or archs - {"resnet18", "unet"}:
+    known = sorted(set(ARCHS.values()))
+    if not archs or archs - set(known):
         raise ValueError(f"MCR2_CUDA_GRAPHS={value!r}: use 1 (every model), 0 (none) or model archs separated "
-                         f"by commas (resnet18, unet)")
+                         f"by commas ({', '.join(known)})")
     return archs
 
 

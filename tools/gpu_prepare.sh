@@ -8,13 +8,13 @@
 # is missing. Checks that checkout + DEST fit the 64 MiB that travel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+py=python3; [ -x .venv/bin/python ] && py=.venv/bin/python  # the project's venv where there is one
 cls_only=auto
 case "${1:-}" in
   --classification-only) cls_only=1; shift ;;
   --with-cifar) cls_only=0; shift ;;
 esac
 if [ $cls_only = auto ]; then
-  py=python3; [ -x .venv/bin/python ] && py=.venv/bin/python
   needs=$($py -m mcr2.paper --backgrounds-needed) || { echo "could not plan the missing records" >&2; exit 1; }
   if [ -z "$needs" ]; then cls_only=1; echo "no missing record needs background pictures: CIFAR-100 stays here"
   else cls_only=0; echo "missing records need: $needs"; fi
@@ -37,7 +37,6 @@ done
 git archive --format=tar -o "$dest/source.tar" HEAD -- . ':(exclude)results'
 # pytest and what it imports (pure Python, ~1.2 MB packed), from this environment: the GPU machine's
 # Python has none, and gpu_window.sh checks the CUDA-graph steps with tests/test_graphs.py.
-py=python3; [ -x .venv/bin/python ] && py=.venv/bin/python
 $py - "$dest/pytest.tar.xz" <<'PY' || echo "note: pytest not packed; the window checks graphs with smoke runs" >&2
 import importlib.metadata as md, pathlib, sys, tarfile
 dists = ["pytest", "pluggy", "iniconfig", "packaging", "pygments"]
