@@ -3,6 +3,8 @@
     python -m mcr2 paper --dry-run --budget 600            # the plan: order, estimates (any machine)
     python -m mcr2 paper --budget 520 --jobs 4 --pack OUT/records.tar.xz    # on a GPU machine
     python -m mcr2 paper --import-pack records.tar.xz      # back here: records + measured costs
+    python -m mcr2 paper --devices 0,1,2,3 --jobs 2        # every GPU of a machine, two runs on each
+    python -m mcr2 paper --executor slurm --partition gpu --time 20    # a SLURM cluster (submitit)
 
 Runs are ordered by what they are worth to the book (:data:`PRIORITY`: the Figure 5 trio first,
 then Figure 1, then Figures 2a/3), seeds round by round within a group, and a run is started only
@@ -13,6 +15,11 @@ are small and one run leaves most of an H100 idle); the per-record lock (:func:`
 from training or writing the same record. At the deadline, runs still going are stopped (they
 leave no record, only their lock-guarded temporary folders). Running it again continues where the
 last one stopped: complete records are never trained twice.
+
+``--devices`` (default: every visible CUDA device) spreads the runs over several GPUs, ``--jobs``
+workers on each, a run going to the first free device in priority order; the plan, its budget
+and ``--dry-run`` (which names each run's device) count the devices. ``--executor local|slurm``
+submits the missing runs as submitit jobs instead (:mod:`mcr2.executors`).
 
 The pack (``--pack``) holds the records this invocation made and ``costs.json``, the wall time of
 each of its runs (for a worker's first run, its start included and named) with the number of runs
@@ -39,6 +46,7 @@ from .config import ConfigError, parse_overrides
 from .costs import COSTS_FILE, estimate, load_costs, merge_costs, worker_start_seconds
 from .experiments import EXPERIMENTS, PROFILE_SEEDS, experiment
 from .records import check_runs_dir, complete_record_path, default_runs_dir, find_record, load_record, record_dir
+from . import executors
 from .workers import Worker
 
 __all__ = ["PRIORITY", "Planned", "plan_runs", "profile_table", "profile_seconds", "backgrounds_needed",
@@ -127,15 +135,24 @@ def profile_table(runs_dir: Path, seeds: list[int] | None = None, jobs: int = 1,
     return frame
 
 
-def profile_seconds(runs_dir: Path, seeds: list[int] | None = None, jobs: int = 1, costs: dict | None = None) -> dict:
+def profile_seconds(runs_dir: Path, seeds: list[int] | None = None, jobs: int = 1, costs: dict | None = None,
+                    devices: int = 1) -> dict:
     """Estimated seconds of the whole paper profile and of its missing runs on the cost table's
-    device (:func:`estimate`, with the step the runs will take): ``{"runs", "seconds", "missing",
-    "missing_seconds", "device"}``."""
+    device (:func:`estimate`, with the step the runs will take), ``jobs`` at once on each of
+    ``devices`` devices: ``{"runs", "seconds", "missing", "missing_seconds", "device"}``; with more
+    than one device, also the wall seconds of the runner's schedule (``wall_seconds``,
+    ``missing_wall_seconds``: :func:`mcr2.executors.schedule`, worker starts included)."""
     costs = load_costs() if costs is None else costs
     plan = _whole_plan(runs_dir, seeds, jobs, costs)
     todo = [p for p in plan if not p.done]
-    return {"runs": len(plan), "seconds": sum(p.seconds for p in plan) / jobs, "missing": len(todo),
-            "missing_seconds": sum(p.seconds for p in todo) / jobs, "device": costs.get("device")}
+    lanes = jobs * devices
+    out = {"runs": len(plan), "seconds": sum(p.seconds for p in plan) / lanes, "missing": len(todo),
+           "missing_seconds": sum(p.seconds for p in todo) / lanes, "device": costs.get("device")}
+    if devices > 1:
+        for key, runs in (("wall_seconds", plan), ("missing_wall_seconds", todo)):
+            placed = executors.schedule([p.seconds for p in runs], list(range(devices)), jobs, worker_start_seconds(costs))
+            out[key] = max((end for _, _, end in placed), default=0.0)
+    return out
 
 
 def _whole_plan(runs_dir: Path, seeds: list[int] | None, jobs: int, costs: dict | None) -> list[Planned]:
@@ -150,27 +167,33 @@ def backgrounds_needed(plan: list[Planned]) -> list[str]:
     return sorted({experiment(p.name, "paper", p.seed).data.background for p in plan if not p.done} - {None})
 
 
-def print_plan(plan: list[Planned], budget: float | None, at_once: int, costs: dict) -> None:
+def print_plan(plan: list[Planned], budget: float | None, at_once: int, costs: dict, devices: list | None = None,
+               default_device: str = "cuda") -> float:
+    """Print the plan as the runner will follow it: ``at_once`` runs on each of ``devices`` (None:
+    one device, named ``default_device``), each run on the worker that frees first
+    (:func:`mcr2.executors.schedule`). Returns the estimated wall seconds of the runs that fit."""
+    devices = devices or [None]
     todo = [p for p in plan if not p.done]
+    where = f"{len(devices)} devices ({', '.join(executors.device_label(d, default_device) for d in devices)})" \
+        if len(devices) > 1 else executors.device_label(devices[0], default_device)
     print(f"paper profile: {len(plan) - len(todo)} of {len(plan)} records complete, {len(todo)} to train; "
-          f"{at_once} run{'s' * (at_once > 1)} at once" + (f", budget {budget:.0f} s" if budget else ""))
-    # A greedy list schedule: each run goes to the lane (worker) that frees first; each lane starts
-    # with its worker's start.
-    lanes = [worker_start_seconds(costs)] * at_once
-    print(f"{'#':>3} {'experiment':22s} {'seed':>4} {'estimate':>9} {'ends at':>8}  {'':9s} group / estimate from")
-    for i, p in enumerate(todo, 1):
-        lane = min(range(at_once), key=lanes.__getitem__)
-        end = lanes[lane] + p.seconds
-        fits = budget is None or end <= budget - PACK_RESERVE_S
-        if fits:
-            lanes[lane] = end
-        ends = f"{end:>7.0f}s" if fits else f"{'—':>8s}"
-        print(f"{i:>3} {p.name:22s} {p.seed:>4} {p.seconds:>8.0f}s {ends}  {'' if fits else 'no time':9s} "
-              f"{p.group} / {p.source}")
+          f"{at_once} run{'s' * (at_once > 1)} at once on {where}" + (f", budget {budget:.0f} s" if budget else ""))
+    placed = executors.schedule([p.seconds for p in todo], devices, at_once, worker_start_seconds(costs),
+                                None if budget is None else budget - PACK_RESERVE_S)
+    print(f"{'#':>3} {'experiment':22s} {'seed':>4} {'device':>7} {'estimate':>9} {'ends at':>8}  {'':9s} "
+          f"group / estimate from")
+    for i, (p, (device, _, end)) in enumerate(zip(todo, placed), 1):
+        ends = f"{end:>7.0f}s" if end is not None else f"{'—':>8s}"
+        print(f"{i:>3} {p.name:22s} {p.seed:>4} {executors.device_label(device, default_device):>7} {p.seconds:>8.0f}s "
+              f"{ends}  {'' if end is not None else 'no time':9s} {p.group} / {p.source}")
+    wall = max((end for _, _, end in placed if end is not None), default=0.0)
     if todo:
-        print(f"estimated: all {len(todo)} runs take about {sum(p.seconds for p in todo) / at_once:.0f} s with "
-              f"{at_once} at once" + (f"; the runs that fit this budget end by about {max(lanes):.0f} s"
-                                                  if budget else ""))
+        fitting = sum(end is not None for _, _, end in placed)
+        print(f"estimated: {fitting} of {len(todo)} runs, {sum(p.seconds for p in todo):.0f} run-seconds, end by about "
+              f"{wall:.0f} s wall with {at_once} at once on " + (f"each of {len(devices)} devices " if len(devices) > 1 else
+                                                                   f"{executors.device_label(devices[0], default_device)} ") +
+              f"(the longest run alone: {max(p.seconds for p in todo):.0f} s)")
+    return wall
 
 
 # -------------------------------------------------------------------------------------- packing
@@ -241,16 +264,20 @@ class _Running:
 
 def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, costs: dict, device: str = "auto",
                  overrides: dict | None = None, pack: Path | None = None, device_name: str | None = None,
-                 streams: int = 1) -> list[Finished]:
-    """Train the plan's missing runs on ``jobs`` worker processes (:mod:`mcr2.workers`, each taking
-    one run after another, or ``streams`` at once on threads and CUDA streams), none started past
-    what the budget allows."""
+                 streams: int = 1, devices: list[int] | None = None) -> list[Finished]:
+    """Train the plan's missing runs on ``jobs`` worker processes per device (:mod:`mcr2.workers`,
+    each taking one run after another, or ``streams`` at once on threads and CUDA streams), none
+    started past what the budget allows. ``devices``: CUDA indices, a run going to the first free
+    one (the fewest runs going, the first listed among equals); None: ``device`` alone."""
     overrides = overrides or {}
     start = time.monotonic()
     deadline = start + budget - PACK_RESERVE_S
     pending = [p for p in plan if not p.done]
     events: queue.Queue = queue.Queue()
-    slots = jobs * streams  # runs at once on the device
+    devices = list(devices) if devices else [None]
+    labels = {d: executors.device_label(d, device) for d in devices}  # what each worker's runs are given
+    per_device = jobs * streams  # runs at once on one device
+    slots = per_device * len(devices)
     running: dict[tuple[Worker, str, int], _Running] = {}
     workers: list[Worker] = []  # alive and not broken: they take runs
     finished: list[Finished] = []
@@ -261,10 +288,13 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
     def left() -> float:
         return deadline - time.monotonic()
 
+    def on(d) -> int:  # runs going on device d
+        return sum(r.worker.device == labels[d] for r in running.values())
+
     def count_sharing() -> None:  # before the set of running runs changes
         now = time.monotonic()
         for r in running.values():
-            r.shared += (now - r.seen) * len(running)
+            r.shared += (now - r.seen) * sum(o.worker.device == r.worker.device for o in running.values())
             r.seen = now
 
     def repack():
@@ -281,10 +311,10 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
         finished.append(Finished(p, rc, wall, sharing, None if found is None else found.path))
         rows.append({"name": p.name, "seed": p.seed, "returncode": rc, "wall_s": round(wall, 1),
                      "worker_start_s": (outcome or {}).get("start_s"), "sharing": round(sharing, 2), "streams": streams,
-                     "device": device_name, "date": time.strftime("%Y-%m-%d"),
+                     "device": device_name, "worker_device": r.worker.device, "date": time.strftime("%Y-%m-%d"),
                      "record_wall_s": None if found is None else round(found.record["wall_time_s"], 1),
                      "cuda_graphs": None if found is None else bool(found.record.get("cuda_graphs", False))})
-        print(f"-- {'done' if found else 'FAILED'} {p.name} seed {p.seed}: {wall:.0f} s wall, "
+        print(f"-- {'done' if found else 'FAILED'} {p.name} seed {p.seed} on {r.worker.device}: {wall:.0f} s wall, "
               f"{sharing:.1f} runs sharing the device on average (rc {rc})", flush=True)
         if found is not None:
             repack()
@@ -294,8 +324,10 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
             # Start what fits, most valuable first; a long run that does not fit lets a shorter one
             # go. A run that needs a new worker also needs the worker's start.
             while len(running) < slots and pending:
-                sharing = min(slots, len(running) + len(pending))
-                free = [w for w in workers if w.busy < w.streams]
+                d = min((d for d in devices if on(d) < per_device), key=on)  # the first free device
+                # Runs the device will hold: its share of what is going and waiting, at least one more.
+                sharing = min(per_device, max(on(d) + 1, math.ceil(min(slots, len(running) + len(pending)) / len(devices))))
+                free = [w for w in workers if w.busy < w.streams and w.device == labels[d]]
                 extra = 0.0 if free else start_s
                 fits = ((p, est) for p in pending for est in [estimate(p.name, sharing, costs)[0]] if est + extra <= left())
                 pick, est = next(fits, (None, None))
@@ -305,17 +337,16 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
                 if free:
                     worker = min(free, key=lambda w: w.busy)
                 else:
-                    worker = Worker(events, streams)
+                    worker = Worker(events, streams, labels[d])
                     workers.append(worker)
-                print(f"-- start {pick.name} seed {pick.seed} at {time.monotonic() - start:.0f} s (estimate {est:.0f} s "
+                print(f"-- start {pick.name} seed {pick.seed} on {labels[d]} at {time.monotonic() - start:.0f} s (estimate {est:.0f} s "
                       f"with {sharing} sharing{'' if extra == 0 else f', +{extra:.0f} s for a new worker'}, "
                       f"{left():.0f} s left)", flush=True)
                 count_sharing()
                 now = time.monotonic()
                 running[worker, pick.name, pick.seed] = _Running(pick, worker, now, seen=now)
                 worker.busy += 1
-                worker.submit({"name": pick.name, "seed": pick.seed, "runs_dir": str(runs_dir), "device": device,
-                               "overrides": overrides})
+                worker.submit({"name": pick.name, "seed": pick.seed, "runs_dir": str(runs_dir), "overrides": overrides})
             if not running:
                 for p in pending:
                     print(f"-- not started: {p.name} seed {p.seed} (estimate {estimate(p.name, 1, costs)[0]:.0f} s "
@@ -359,20 +390,44 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
     return finished
 
 
-def _device_name(device: str) -> tuple[str, str | None]:
+def _device_name(device: str, devices: list[int] | None = None) -> tuple[str, str | None]:
     import torch
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    name = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None
+    first = devices[0] if devices else 0
+    name = torch.cuda.get_device_name(first) if device.startswith("cuda") and torch.cuda.is_available() else None
     return device, name
+
+
+def _devices(args: argparse.Namespace) -> tuple[list[int] | None, str]:
+    """(the CUDA indices to spread runs over, or None for the one ``--device``; that device's name
+    in the plan). ``--devices`` is taken as given (a fake list plans on any machine); else every
+    visible CUDA device, unless ``--device`` names one."""
+    if args.devices is not None:
+        if args.device not in ("auto", "cuda"):
+            raise SystemExit(f"--devices {args.devices} spreads runs over CUDA devices; leave out --device {args.device}")
+        try:
+            return executors.parse_devices(args.devices), "cuda"
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
+    if args.device in ("auto", "cuda"):
+        seen = executors.visible_devices()
+        if seen:
+            return seen, "cuda"
+    return None, "cpu" if args.device == "auto" else args.device
 
 
 # ------------------------------------------------------------------------------------------ CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                    help="wall seconds for the whole invocation; no run starts that cannot finish in it")
-    p.add_argument("--jobs", type=int, default=1, help="runs at once on one device (that many worker processes, each taking one run after another)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at once on each device (that many worker processes per device, each taking one run "
+                        "after another; with --executor local, that many jobs per device at once)")
+    p.add_argument("--devices", default=None, metavar="I,J,…",
+                   help="CUDA devices to spread the runs over, e.g. 0,1,2,3 (default: every visible one); "
+                        "with --dry-run any list plans, GPUs or not")
     p.add_argument("--streams", type=int, default=1, metavar="N",
                    help="runs at once in each worker, each on a thread and CUDA stream of its own (the kernels of "
                         "separate processes time-slice, those of streams in one process can overlap: measure the gain "
@@ -390,6 +445,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="override a field in every run (tests: tiny runs; the records are then 'custom')")
+    c = p.add_argument_group("jobs through submitit (--executor local or slurm; mcr2.executors)")
+    c.add_argument("--executor", choices=executors.EXECUTORS, default="workers",
+                   help="workers: worker processes on this machine's devices (default); slurm: one SLURM job per "
+                        "missing record (or group, --group-seconds); local: the same jobs as local processes")
+    c.add_argument("--no-wait", action="store_true", help="submit and return at once (a rerun submits only what is missing)")
+    c.add_argument("--partition", default=None, help="SLURM partition")
+    c.add_argument("--time", type=int, default=None, metavar="MINUTES",
+                   help=f"each job's time limit (default: its runs' estimates × {executors.JOB_TIME_FACTOR:g} "
+                        f"+ {executors.JOB_SLACK_MIN} min)")
+    c.add_argument("--group-seconds", type=float, default=0.0, metavar="SECONDS",
+                   help="runs estimated shorter than this share a job, up to this many estimated seconds a job "
+                        "(default 0: one job per record)")
+    c.add_argument("--cpus-per-task", type=int, default=None, help="SLURM cpus per job (data loading)")
+    c.add_argument("--mem-gb", type=float, default=None, help="SLURM memory per job, GB")
+    c.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other sbatch option, without its dashes (e.g. --slurm account=lab --slurm qos=short)")
+    c.add_argument("--log-dir", type=Path, default=None,
+                   help="submitit's job folder (default: $MCR2_RUNS/submitit, else runs/submitit; on a cluster, "
+                        "on the shared filesystem)")
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -402,9 +476,13 @@ def main_from_args(args: argparse.Namespace) -> int:
         return 0
     if args.jobs < 1 or args.streams < 1:
         raise SystemExit(f"--jobs and --streams must be ≥ 1, got {args.jobs} and {args.streams}")
-    slots = args.jobs * args.streams  # runs at once on the device
+    slots = args.jobs * args.streams  # runs at once on one device
     if args.budget is not None and not args.budget > 0:
         raise SystemExit(f"--budget must be a positive number of seconds, got {args.budget}")
+    jobs_mode = args.executor != "workers"
+    if jobs_mode and (args.budget is not None or args.pack is not None or args.streams > 1):
+        raise SystemExit(f"--budget, --pack and --streams drive the worker processes; with --executor {args.executor} "
+                         f"each job has a time limit (--time) and writes into the runs folder")
     overrides = parse_overrides(args.set)  # ConfigError naming the item (the CLI prints it, exit 2)
     if any(seed < 0 for seed in args.seeds):
         raise ConfigError(f"--seeds must be ≥ 0, got {args.seeds}")
@@ -413,21 +491,43 @@ def main_from_args(args: argparse.Namespace) -> int:
     if args.backgrounds_needed:
         print("\n".join(backgrounds_needed(plan)))
         return 0
-    print_plan(plan, args.budget, slots, costs)
+    devices, default_device = _devices(args)
+    if args.executor == "slurm":  # the plan of the cluster: every job at once, on a GPU of its own
+        print_plan(plan, None, max(1, sum(not p.done for p in plan)), costs, None, "job")
+    else:
+        print_plan(plan, args.budget, slots, costs, devices, default_device)
     if args.dry_run:
         return 0
-    device, device_name = _device_name(args.device)
+    if args.executor == "slurm":  # the submitting machine needs no GPU: the jobs' nodes have them
+        check_runs_dir(runs_dir)
+        return executors.submit_plan(plan, runs_dir, overrides, kind="slurm", log_dir=args.log_dir,
+                                     group_seconds=args.group_seconds, minutes=args.time, partition=args.partition,
+                                     cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb, slurm_extra=args.slurm,
+                                     device=args.device, wait=not args.no_wait)
+    device, device_name = _device_name(args.device, devices)
     if device == "cpu" and not overrides:
         raise SystemExit("no CUDA device here: the paper profile is GPU-scale (hours on a CPU). Run this on a "
                          "GPU machine, or print the plan with --dry-run")
+    if devices is not None:
+        try:
+            executors.check_devices(devices)
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
     check_runs_dir(runs_dir)
+    if jobs_mode:  # local: the same jobs as on a cluster, as processes of this machine
+        return executors.submit_plan(plan, runs_dir, overrides, kind="local", log_dir=args.log_dir,
+                                     devices=devices, per_device=args.jobs, group_seconds=args.group_seconds,
+                                     minutes=args.time, device="cpu" if device == "cpu" else "auto",
+                                     wait=not args.no_wait)
     started = time.monotonic()
     done = train_within(plan, args.budget if args.budget else math.inf, args.jobs, runs_dir, costs, device,
-                        overrides, args.pack, device_name, args.streams)
+                        overrides, args.pack, device_name, args.streams, devices)
     total = time.monotonic() - started
     ok = [f for f in done if f.path is not None]
-    print(f"== {len(ok)} of {len(done)} runs complete in {total:.0f} s on {device_name or device} "
-          f"with {args.jobs} job{'s' * (args.jobs > 1)}" + (f" of {args.streams} streams" if args.streams > 1 else ""))
+    where = f"{len(devices)} devices" if devices and len(devices) > 1 else (device_name or device)
+    print(f"== {len(ok)} of {len(done)} runs complete in {total:.0f} s on {where} "
+          f"with {args.jobs} job{'s' * (args.jobs > 1)}{' per device' * bool(devices and len(devices) > 1)}"
+          + (f" of {args.streams} streams" if args.streams > 1 else ""))
     for f in done:
         print(f"   {f.run.name:22s} seed {f.run.seed}  {f.wall_s:6.0f} s  sharing {f.sharing:.1f}  rc {f.returncode}")
     return 0 if len(ok) == len(done) else 1

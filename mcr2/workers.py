@@ -11,6 +11,10 @@ seeds (the trainer seeds the weights; batch orders, crops and samples have gener
 own), so a run gives the same record in a worker, after other runs, as in a process of its own
 (``tests/test_paper.py`` checks it).
 
+A worker trains on one device (``cuda:N`` with ``python -m mcr2 paper --devices``: the runner
+starts ``--jobs`` workers per device, :mod:`mcr2.executors`), and its records name the launcher
+and the executor (``MCR2_LAUNCHER``, ``MCR2_EXECUTOR=workers`` in its environment).
+
 With ``STREAMS`` > 1 (``python -m mcr2 paper --streams N``) a worker trains up to that many runs at
 once, each on a thread and, on CUDA, a stream of its own: the kernels of separate processes take
 turns on a GPU, those of streams in one process can overlap (``benchmarks/bench_train.py --streams
@@ -40,6 +44,8 @@ import time
 import traceback
 from pathlib import Path
 
+from .executors import launch_env
+
 __all__ = ["Worker", "serve", "FINISHED"]
 
 #: The line a worker prints after each run, followed by the run's outcome as JSON.
@@ -53,9 +59,10 @@ class Worker:
     once); each outcome arrives on ``events`` as ``(worker, outcome dict)``, and ``(worker, None)``
     once the process has ended (its input closed, a run failed, or :meth:`stop`)."""
 
-    def __init__(self, events: queue.Queue, streams: int = 1):
-        self.launched, self.streams = time.time(), streams
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # progress lines reach the runner as they are printed
+    def __init__(self, events: queue.Queue, streams: int = 1, device: str = "auto"):
+        self.launched, self.streams, self.device = time.time(), streams, device  # device: its runs' (cuda:N, cpu, auto)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1",  # progress lines reach the runner as they are printed
+               **launch_env("workers")}  # its records say how they were launched
         self.proc = subprocess.Popen([sys.executable, "-m", "mcr2.workers", repr(self.launched), str(streams)],
                                      env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.runs = 0  # runs handed to it
@@ -79,8 +86,9 @@ class Worker:
             events.put((self, None))  # always: the runner never waits on a worker that has gone
 
     def submit(self, spec: dict) -> bool:
-        """Hand it one run (``name``, ``seed``, ``runs_dir``, ``device``, ``overrides``); False if the
-        process has gone (its end is then on ``events``)."""
+        """Hand it one run (``name``, ``seed``, ``runs_dir``, ``overrides``; the device is the
+        worker's); False if the process has gone (its end is then on ``events``)."""
+        spec = {**spec, "device": self.device}
         self.runs += 1
         try:
             self.proc.stdin.write(json.dumps(spec) + "\n")
@@ -161,7 +169,10 @@ def serve(launched: float, lines=None, streams: int = 1) -> int:
         try:  # whatever goes wrong is reported: the runner waits for every run's report
             with lock:
                 if not state["cuda"] and s["device"] != "cpu" and torch.cuda.is_available():
-                    torch.zeros(1, device="cuda")  # the CUDA context, timed here rather than inside the run
+                    device = torch.device("cuda" if s["device"] == "auto" else s["device"])
+                    if device.index is not None:  # its streams, graphs and context on that device, not on cuda:0
+                        torch.cuda.set_device(device)
+                    torch.zeros(1, device=device)  # the CUDA context, timed here rather than inside the run
                     state["cuda"] = True
                 ready = time.time()
                 first = state["start_s"] is None
