@@ -9,7 +9,7 @@
 Runs are ordered by what they are worth to the book (:data:`PRIORITY`: the Figure 5 trio first,
 then Figure 1, then Figures 2a/3), seeds round by round within a group, and a run is started only
 if its estimate (:mod:`mcr2.costs`, measured on the GPU) fits the budget left. ``--jobs N`` trains
-N runs at once on one device, on N worker processes that each take one run after another
+N runs at once on each device, on N worker processes that each take one run after another
 (:mod:`mcr2.workers`: the start of a process is paid once per worker, not once per run; the models
 are small and one run leaves most of an H100 idle); the per-record lock (:func:`mcr2.records.record_lock`) keeps two processes
 from training or writing the same record. At the deadline, runs still going are stopped (they
@@ -42,11 +42,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import executors
 from .config import ConfigError, parse_overrides
 from .costs import COSTS_FILE, estimate, load_costs, merge_costs, worker_start_seconds
 from .experiments import EXPERIMENTS, PROFILE_SEEDS, experiment
 from .records import check_runs_dir, complete_record_path, default_runs_dir, find_record, load_record, record_dir
-from . import executors
 from .workers import Worker
 
 __all__ = ["PRIORITY", "Planned", "plan_runs", "profile_table", "profile_seconds", "backgrounds_needed",
