@@ -320,20 +320,26 @@ def _follow(jobs: list, queue: list, devices: list, per_device: int, submit_loca
 
     fill()
     with tqdm(total=total, unit="job", desc="jobs", file=sys.stdout, dynamic_ncols=True) as bar:
-        while pending:
-            time.sleep(JOB_POLL_S)
-            for item in [item for item in pending if item[0].done()]:
-                pending.remove(item)
-                job, group, _ = item
-                try:
-                    outcomes, error = job.result(), None
-                except Exception as err:  # killed, timed out, or failed outside a run
-                    outcomes, error = None, f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-                results.append((job, group, outcomes, error))
-                bar.update(1)
-                for line in _describe(job, group, outcomes, error):
-                    bar.write(line)
-            fill()
+        try:
+            while pending:
+                time.sleep(JOB_POLL_S)
+                for item in [item for item in pending if item[0].done()]:
+                    pending.remove(item)
+                    job, group, _ = item
+                    try:
+                        outcomes, error = job.result(), None
+                    except Exception as err:  # killed, timed out, or failed outside a run
+                        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                        outcomes, error = None, f"{type(err).__name__}: {first}"
+                    results.append((job, group, outcomes, error))
+                    bar.update(1)
+                    for line in _describe(job, group, outcomes, error):
+                        bar.write(line)
+                fill()
+        except KeyboardInterrupt:
+            bar.write(f"-- stopped waiting; jobs {', '.join(job.job_id for job, _, _ in pending) or 'none'} are left "
+                      f"as they are ({len(queue)} not submitted): run the same command again to follow what is missing")
+            raise
     ok = sum(o["status"] == "complete" for _, _, outs, _ in results for o in outs or [])
     runs = sum(len(g) for _, g, _, _ in results)
     failed_jobs = [job.job_id for job, _, outs, err in results if err or any(o["status"] != "complete" for o in outs)]

@@ -113,7 +113,8 @@ class _FakeWorker:
     def submit(self, spec):
         self.runs += 1
         done = {"name": spec["name"], "seed": spec["seed"], "status": "complete", "start_s": 0.0}
-        threading.Timer(0.3, self.events.put, args=((self, done),)).start()
+        seconds = 1.5 if self.device == "cuda:5" else 0.3  # a slow device and a fast one
+        threading.Timer(seconds, self.events.put, args=((self, done),)).start()
         return True
 
     def close(self):
@@ -133,9 +134,9 @@ def test_runs_go_to_the_first_free_device_and_count_sharing_per_device(tmp_path,
     done = paper.train_within(plan, 600, 1, tmp_path, COSTS, devices=[3, 5])
     out = capsys.readouterr().out
     starts = [line.split(" on ")[1].split()[0] for line in out.splitlines() if line.startswith("-- start")]
-    assert starts == ["cuda:3", "cuda:5", "cuda:3", "cuda:5"]  # priority order, first free device
-    assert sorted(w.device for w in _FakeWorker.made) == ["cuda:3", "cuda:5"]  # one worker per device, reused
-    assert all(w.runs == 2 for w in _FakeWorker.made)
+    # One on each device, then each run goes to the device that frees first: the fast one, twice.
+    assert starts == ["cuda:3", "cuda:5", "cuda:3", "cuda:3"]
+    assert sorted((w.device, w.runs) for w in _FakeWorker.made) == [("cuda:3", 3), ("cuda:5", 1)]  # one worker each
     assert len(done) == 4 and all(f.sharing == pytest.approx(1.0, abs=0.05) for f in done)  # alone on its device
 
 
