@@ -17,7 +17,12 @@ Three rooms:
 from ..summary import cosine_blocks
 from .definitions import (
     CLAIMS,
-    COSINE_NEAR_ZERO,
+    COSINE_WELL_ABOVE,
+    DIGIT_EDGE_COLUMN,
+    HIGH_BACKGROUND_ACC,
+    LEDGER_COLUMNS,
+    MATCH_MARGIN,
+    QUICK_EPOCH,
     REPORT_MASK_EPOCHS,
     REPORT_MASK_THRESHOLD,
     R_SAME_FRACTION,
@@ -29,10 +34,11 @@ from .definitions import (
     claim,
     claim_quantities,
     evaluate_claims,
+    structureless_cosine,
 )
 from .runs import COLLAPSE_ACC, MaskingEvents, digit_cosine, masking_events, masking_story, run_notes, seed_values
-from .stats import ALPHA, MIN_SEEDS, Test, below, compare, equivalent, welch
-from .views import claims_table, ledger_view, verdict_text
+from .stats import ALPHA, CONFIDENCE, MIN_SEEDS, Test, above, below, compare, equivalent, paired, t_interval, welch
+from .views import claims_table, ledger_line, ledger_view, verdict_markdown, verdict_table, verdict_text
 
 __all__ = [
     "VERDICTS",
@@ -40,15 +46,25 @@ __all__ = [
     "MIN_SEEDS",
     "VERDICT_PROFILE",
     "R_SAME_FRACTION",
-    "COSINE_NEAR_ZERO",
+    "CONFIDENCE",
     "REPORT_MASK_THRESHOLD",
     "REPORT_MASK_EPOCHS",
+    "MATCH_MARGIN",
+    "QUICK_EPOCH",
+    "HIGH_BACKGROUND_ACC",
+    "COSINE_WELL_ABOVE",
+    "DIGIT_EDGE_COLUMN",
+    "LEDGER_COLUMNS",
     "COLLAPSE_ACC",
     "TEST_RULE",
     "Test",
     "welch",
     "below",
+    "above",
+    "paired",
     "equivalent",
+    "t_interval",
+    "structureless_cosine",
     "compare",
     "Claim",
     "Outcome",
@@ -66,4 +82,7 @@ __all__ = [
     "claims_table",
     "verdict_text",
     "ledger_view",
+    "ledger_line",
+    "verdict_table",
+    "verdict_markdown",
 ]

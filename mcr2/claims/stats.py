@@ -5,9 +5,14 @@
   (:func:`welch`): Δ = mean(a) − mean(b), t and the one-sided p of the observed direction. A
   bound ("near 0") uses a one-sided one-sample t-test (:func:`below`), "about the same" two
   one-sided tests (TOST) against a tolerance (:func:`equivalent`). Only finite values count as
-  seeds (a NaN seed is no seed).
+  seeds (a NaN seed is no seed). Two quantities of the same runs are compared per run
+  (:func:`paired`).
+* Each test is one-sided in the direction its point estimate points, at :data:`ALPHA` each way:
+  under no difference about 2 × ALPHA of tests decide, one way or the other.
 * A test's **result** is ±1 only with ≥ :data:`MIN_SEEDS` finite seeds in every arm and
   p < :data:`ALPHA`; otherwise 0. Its **lean** is the sign of the point estimate alone.
+* :func:`t_interval` is the :data:`CONFIDENCE` Student-t interval of a mean over seeds, against which
+  the report's own number is read ("consistent with the report").
 """
 from __future__ import annotations
 
@@ -18,10 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-__all__ = ["ALPHA", "MIN_SEEDS", "Test", "welch", "below", "equivalent", "compare", "finite"]
+__all__ = ["ALPHA", "MIN_SEEDS", "CONFIDENCE", "Test", "welch", "below", "above", "paired", "equivalent", "compare",
+           "finite", "t_interval"]
 
 ALPHA = 0.05  # one-sided significance level of every test
 MIN_SEEDS = 3  # finite seeds per arm below which no test decides (2 seeds: t ≈ 1.4 is p ≈ 0.15)
+CONFIDENCE = 0.95  # level of the t-interval over seeds that the report's own number is checked against
 
 
 def finite(values) -> np.ndarray:
@@ -83,16 +90,31 @@ def _welch_t(a: np.ndarray, b: np.ndarray, alternative: str) -> tuple[float, flo
     return float(res.statistic), float(res.pvalue)
 
 
-def welch(a, b, name: str = "a − b") -> Test:
-    """One-sided Welch t-test of mean(a) against mean(b), in the direction of the observed Δ:
-    lean = sign(Δ), p = P(a difference at least this large in that direction | no difference)."""
+def welch(a, b, name: str = "a − b", margin: float = 0.0) -> Test:
+    """One-sided Welch t-test of mean(a) − mean(b) against ``margin`` (0: no difference), in the
+    direction of the observed Δ = mean(a) − mean(b) − margin: lean = sign(Δ), p = P(a difference
+    at least this far beyond the margin in that direction | the difference is the margin)."""
     xa, xb = finite(a), finite(b)
     if len(xa) == 0 or len(xb) == 0:
         return Test(name, math.nan, math.nan, math.nan, (len(xa), len(xb)), 0)
-    delta = float(xa.mean() - xb.mean())
+    delta = float(xa.mean() - xb.mean() - margin)
     lean = 1 if delta > 0 else -1 if delta < 0 else 0
-    t, p = _welch_t(xa, xb, "greater" if delta >= 0 else "less")
+    t, p = _welch_t(xa - margin, xb, "greater" if delta >= 0 else "less")
     return Test(name, delta, t, p, (len(xa), len(xb)), lean)
+
+
+def _one_sample(x: np.ndarray, bound: float, name: str, lean: int, n: tuple[int, ...]) -> Test:
+    """One-sided one-sample t-test of mean(x) against ``bound`` in the observed direction; ``lean``
+    says whether that direction supports the claim. Exact limits for one value or no spread."""
+    delta = float(x.mean() - bound)
+    if len(x) < 2:
+        return Test(name, delta, math.nan, 1.0, n, lean)
+    if x.std(ddof=1) == 0:
+        return Test(name, delta, math.copysign(math.inf, delta) if delta else 0.0, 0.0 if delta else 0.5, n, lean)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.ttest_1samp(x, bound, alternative="less" if delta < 0 else "greater")
+    return Test(name, delta, float(res.statistic), float(res.pvalue), n, lean)
 
 
 def below(values, bound: float, name: str = "mean − bound") -> Test:
@@ -101,17 +123,26 @@ def below(values, bound: float, name: str = "mean − bound") -> Test:
     x = finite(values)
     if len(x) == 0:
         return Test(name, math.nan, math.nan, math.nan, (0,), 0)
-    delta = float(x.mean() - bound)
-    lean = 1 if delta < 0 else -1
-    if len(x) < 2:
-        return Test(name, delta, math.nan, 1.0, (1,), lean)
-    sd = x.std(ddof=1)
-    if sd == 0:
-        return Test(name, delta, math.copysign(math.inf, delta) if delta else 0.0, 0.0 if delta else 0.5, (len(x),), lean)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = stats.ttest_1samp(x, bound, alternative="less" if lean > 0 else "greater")
-    return Test(name, delta, float(res.statistic), float(res.pvalue), (len(x),), lean)
+    return _one_sample(x, bound, name, 1 if x.mean() < bound else -1, (len(x),))
+
+
+def above(values, bound: float, name: str = "mean − bound") -> Test:
+    """One-sided one-sample t-test of mean > bound: lean +1 when the mean is above the bound,
+    −1 at or below it; p of that direction."""
+    x = finite(values)
+    if len(x) == 0:
+        return Test(name, math.nan, math.nan, math.nan, (0,), 0)
+    return _one_sample(x, bound, name, 1 if x.mean() > bound else -1, (len(x),))
+
+
+def paired(a, b, name: str = "a − b") -> Test:
+    """One-sided paired t-test of a − b against 0, for two quantities of the same runs (pairs with
+    a non-finite member are dropped), in the direction of the observed mean difference."""
+    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    d = (xa - xb)[np.isfinite(xa) & np.isfinite(xb)]
+    if len(d) == 0:
+        return Test(name, math.nan, math.nan, math.nan, (0,), 0)
+    return _one_sample(d, 0.0, name, 1 if d.mean() > 0 else -1 if d.mean() < 0 else 0, (len(d),))
 
 
 def equivalent(a, b, tolerance: float, name: str = "|a − b|") -> Test:
@@ -137,3 +168,16 @@ def compare(a, b) -> int:
     the :meth:`Test.result` of :func:`welch` (one-sided Welch p < ALPHA with ≥ MIN_SEEDS finite
     values each)."""
     return welch(a, b).result
+
+
+def t_interval(values, level: float = CONFIDENCE) -> tuple[float, float]:
+    """The ``level`` two-sided Student-t interval of the mean of the finite values (scipy.stats.t);
+    (NaN, NaN) with fewer than two."""
+    x = finite(values)
+    if len(x) < 2:
+        return math.nan, math.nan
+    sem = x.std(ddof=1) / math.sqrt(len(x))
+    if sem == 0:
+        return float(x.mean()), float(x.mean())
+    lo, hi = stats.t.interval(level, len(x) - 1, loc=x.mean(), scale=sem)
+    return float(lo), float(hi)
