@@ -44,6 +44,7 @@ from mcr2.claims import (  # noqa: E402
     verdict_text,
     welch,
 )
+from mcr2.config import CODE_VERSION, config_key  # noqa: E402
 from mcr2.experiments import CHAPTER_EXPERIMENTS, EXPERIMENTS, experiment  # noqa: E402
 from mcr2.plots import plot_claims  # noqa: E402
 from mcr2.records import RunRecord, load_record, write_record  # noqa: E402
@@ -545,3 +546,153 @@ def test_quantities_and_plot():
 
 def test_min_seeds_is_three():
     assert MIN_SEEDS == 3
+
+
+# --------------------------------------------------------------------------- records through the project's writer
+
+
+def written(tmp_path, name, seed, history: dict[str, list], events=None, artefacts=None, **overrides):
+    """A complete paper-profile record written by :func:`mcr2.records.write_record` and read back by
+    :func:`mcr2.records.load_record`: ``history`` is {column: per-epoch list} (its length sets the epochs)."""
+    epochs = len(next(iter(history.values())))
+    exp = experiment(name, "paper", seed).replace(**{"optim.epochs": epochs, **overrides})
+    rows = [{"epoch": e + 1, "loss": 1.0, "R": 40.0, "Rc": 20.0, **{k: v[e] for k, v in history.items()}}
+            for e in range(epochs)]
+    steps = [{"epoch": e, "step": e, "loss": 1.0} for e in range(1, epochs + 1)]
+    record = {"status": "complete", "name": name, "profile": "paper", "seed": seed, "key": config_key(exp),
+              "code_version": CODE_VERSION, "config": exp.to_dict(),
+              "provenance": {"git_commit": "feedface" * 5, "git_dirty": False}, "summary": rows[-1],
+              "events": events or {"mask_switch_epoch": None}, "wall_time_s": 1.0}
+    return load_record(write_record(exp, tmp_path, record, rows, steps, artefacts or {}))
+
+
+def test_claim4b_head_that_collapses_after_the_switch_fails(tmp_path):
+    reach = [0.95, 0.985, 0.992]  # the report's 0.99 after epoch 3: claim 4 holds
+    collapse = reach + [0.86, 0.86, 0.9, 0.95, 0.97]  # then the head falls and never returns to 0.99
+    steady = reach + [0.993, 0.995, 0.994, 0.996, 0.997]
+
+    def recs(per_seed):
+        return {"seg_bg_mcr2_masked": [written(tmp_path / f"{i}", "seg_bg_mcr2_masked", s, {"bg_check_acc": acc},
+                                               events={"mask_switch_epoch": 3})
+                                       for i, (s, acc) in enumerate(zip(range(3), per_seed))]}
+
+    collapsed = recs([collapse] * 3)
+    assert verdict("4", collapsed) == "✓"  # reached 0.99 by epoch 5 ...
+    r = row("4b", collapsed)  # ... but did not stay there while MCR² trained on its mask
+    assert r["verdict"] == "✗" and "0 of 3 seeds stayed" in r["tests"]
+    assert "0.860, 0.860, 0.860 (seeds 0, 1, 2)" in r["per seed"] and r["consistent"] == "no"
+    assert verdict("4b", recs([steady] * 3)) == "✓" and row("4b", recs([steady] * 3))["consistent"] == "yes"
+    assert verdict("4b", recs([steady, collapse, steady])) == "inconclusive"  # the seeds disagree
+
+
+def random_record(tmp_path, name, seed, per_class=120):
+    """Features with no class structure: independent random unit vectors in d = 128."""
+    rng = np.random.default_rng(seed)
+    Z = rng.normal(size=(11 * per_class, 128))
+    Z /= np.linalg.norm(Z, axis=1, keepdims=True)
+    labels = np.repeat(np.arange(11), per_class)
+    return written(tmp_path / f"{name}{seed}", name, seed, {"mnist_foreground_acc": [0.5, 0.5]},
+                   events={"mask_switch_epoch": 1}, artefacts=block_artefacts(Z, labels))
+
+
+def test_claim6_near_zero_is_judged_against_structureless_features(tmp_path):
+    assert structureless_cosine(128) == pytest.approx(0.0704, abs=5e-4)
+    rng = np.random.default_rng(1)  # the closed form against a draw of random unit vectors
+    u = rng.normal(size=(4000, 128))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    assert np.abs(np.sum(u[:2000] * u[2000:], axis=1)).mean() == pytest.approx(structureless_cosine(128), abs=0.003)
+    # Random features sit under the old bar (0.1) but must not pass "near 0".
+    rand = {"seg_bg_mcr2_masked": [random_record(tmp_path, "seg_bg_mcr2_masked", s) for s in range(3)],
+            "seg_bg_mcr2": [random_record(tmp_path, "seg_bg_mcr2", s + 10) for s in range(3)]}
+    between = [digit_cosine(r)[0] for r in rand["seg_bg_mcr2_masked"]]
+    assert all(b < 0.1 for b in between)
+    assert claim("6")(rand).tests[0].result != 1
+    assert verdict("6", rand) != "✓"
+    # One shared subspace fails it outright.
+    shared = {"seg_bg_mcr2_masked": [shared_subspace_record("seg_bg_mcr2_masked", s) for s in range(3)],
+              "seg_bg_mcr2": [shared_subspace_record("seg_bg_mcr2", s + 10) for s in range(3)]}
+    assert claim("6")(shared).tests[0].result == -1 and verdict("6", shared) == "✗"
+
+
+def seg_records(tmp_path, name, fg, bg=None, switch=None):
+    return [written(tmp_path / f"{name}{s}", name, s,
+                    {"mnist_foreground_acc": [0.3, 0.4, 0.5, 0.6, v], "mnist_background_acc": [(bg or [0.99] * 3)[s]] * 5},
+                    events={"mask_switch_epoch": switch}) for s, v in enumerate(fg)]
+
+
+def test_claim7_matched_quickly_both_ways(tmp_path):
+    same = [0.95, 0.951, 0.949]
+
+    def recs(mcr2, ce):
+        return {"seg_mnist_mcr2": seg_records(tmp_path / "m", "seg_mnist_mcr2", mcr2),
+                "seg_mnist_ce": seg_records(tmp_path / "c", "seg_mnist_ce", ce)}
+
+    assert verdict("7", recs(same, same)) == "✓"  # equal at epoch 5 and at the end
+    r = row("7", recs([0.72, 0.80, 0.62], [0.994, 0.995, 0.993]))  # the paper records' picture
+    assert r["verdict"] == "✗" and "0.720, 0.800, 0.620 (seeds 0, 1, 2)" in r["per seed"]
+    assert "within ±0.01" in r["tests"] and "epoch 5" in r["rule"]
+
+
+def test_claim8_direction_both_ways(tmp_path):
+    def recs(mnist, bg):
+        return {"seg_mnist_mcr2": seg_records(tmp_path / "m", "seg_mnist_mcr2", mnist),
+                "seg_bg_mcr2": seg_records(tmp_path / "b", "seg_bg_mcr2", bg)}
+
+    assert verdict("8", recs([0.95, 0.96, 0.955], [0.80, 0.81, 0.79])) == "✓"  # backgrounds far worse
+    r = row("8", recs([0.72, 0.73, 0.71], [0.88, 0.87, 0.89]))  # backgrounds better: the report is contradicted
+    assert r["verdict"] == "✗" and r["leaning"] == "✗"
+    assert r["consistent"] == "yes"  # the report's 0.88 lies inside our interval although the direction fails
+
+
+def test_consistent_with_the_report_is_the_t_interval(tmp_path):
+    values = [0.941, 0.948, 0.944]
+    lo, hi = t_interval(values)
+    ref = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
+    assert (lo, hi) == pytest.approx(ref)
+    assert math.isnan(t_interval([0.9])[0])
+
+    def recs(masked, unmasked, ce):
+        return {"seg_bg_mcr2_masked": seg_records(tmp_path / "m", "seg_bg_mcr2_masked", masked, switch=1),
+                "seg_bg_mcr2": seg_records(tmp_path / "u", "seg_bg_mcr2", unmasked),
+                "seg_bg_ce": seg_records(tmp_path / "c", "seg_bg_ce", ce)}
+
+    # The direction agrees with the report (✓) while its numbers do not (CE 0.93 far outside ours) ...
+    r = row("5", recs([0.985, 0.986, 0.987], [0.95, 0.951, 0.949], [0.97, 0.971, 0.969]))
+    assert r["verdict"] == "✓" and r["consistent"] == "no" and "CE: report 0.93 outside" in r["consistency"]
+    # ... and around the report's own numbers it is consistent.
+    r = row("5", recs([0.955, 0.96, 0.965], [0.875, 0.88, 0.885], [0.925, 0.93, 0.935]))
+    assert r["verdict"] == "✓" and r["consistent"] == "yes"
+    # Two seeds or a smoke profile read nothing.
+    assert row("5", {k: v[:2] for k, v in recs([0.96] * 3, [0.88] * 3, [0.93] * 3).items()})["consistent"] == "—"
+    assert row("7", full_records())["consistent"] == "—"  # the report gives no number
+
+
+def test_claim11_waits_for_the_digit_edge_column():
+    without = full_records(edge=False)
+    r = row("11", without)
+    assert r["verdict"] == "inconclusive" and f"lack {DIGIT_EDGE_COLUMN}" in r["why"]
+    assert verdict("11", full_records()) == "✓"
+
+
+def test_paired_test_is_scipys():
+    a, b = [0.9, 0.85, 0.95], [0.2, 0.3, 0.25]
+    ref = stats.ttest_rel(a, b, alternative="greater")
+    t = paired(a, b)
+    assert t.lean == 1 and t.t == pytest.approx(ref.statistic) and t.p == pytest.approx(ref.pvalue)
+
+
+def test_verdict_table_lists_every_claim_with_a_link():
+    ledger = evaluate_claims(full_records())
+    table = verdict_table(ledger)
+    assert list(table["claim"]) == LABELS
+    assert (table["the report says"] != "").all() and (table["evidence"] != "").all()
+    md = verdict_markdown(ledger).splitlines()
+    assert len(md) == 2 + len(CLAIMS)
+    for line, label in zip(md[2:], LABELS):
+        assert line.startswith(f"| {{ref}}`{label} <claim-{label}>`") and line.count(" | ") == 4 and 'href="' in line
+    for c in CLAIMS:  # every evidence section exists in its chapter
+        page, section = c.evidence
+        text = (Path(__file__).resolve().parents[1] / "book" / f"{page}.py").read_text()
+        assert section is None or f"# ## {section}\n" in text, (c.label, page, section)
+    line = ledger_line(ledger.iloc[0])
+    assert "**Per seed**" in line and "**Rule**" in line and "**Consistent with the report**" in line
