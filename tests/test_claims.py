@@ -5,6 +5,7 @@ of claim 6 that overlapping classes cannot fool."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import matplotlib
@@ -596,7 +597,7 @@ def random_record(tmp_path, name, seed, per_class=120):
 
 
 def test_claim6_near_zero_is_judged_against_structureless_features(tmp_path):
-    assert structureless_cosine(128) == pytest.approx(0.0704, abs=5e-4)
+    assert structureless_cosine(128) == pytest.approx(0.0707, abs=2e-4)
     rng = np.random.default_rng(1)  # the closed form against a draw of random unit vectors
     u = rng.normal(size=(4000, 128))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
@@ -696,3 +697,26 @@ def test_verdict_table_lists_every_claim_with_a_link():
         assert section is None or f"# ## {section}\n" in text, (c.label, page, section)
     line = ledger_line(ledger.iloc[0])
     assert "**Per seed**" in line and "**Rule**" in line and "**Consistent with the report**" in line
+
+
+def test_the_book_opens_with_every_claims_verdict():
+    """The introduction and the claims page glue the verdict table of the whole ledger (no claim
+    left out) at their top, and the claims page holds a ledger line, with its link target, per claim."""
+    import jupytext
+
+    book = Path(__file__).resolve().parents[1] / "book"
+    for page, key in (("intro", "intro-verdicts"), ("09_claims", "09-verdicts")):
+        nb = jupytext.read(book / f"{page}.py")
+        first = nb.cells[0]
+        assert first.cell_type == "markdown" and f"```{{glue:md}} {key}\n:format: myst\n```" in first.source, page
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        arg = re.search(rf'glue\("{key}", Markdown\(verdict_markdown\((\w+(?:\(\w+\))?)\)\)', code).group(1)
+        whole = re.compile(r"evaluate_claims\(\w+\)")  # the ledger of every claim: no ids
+        assert whole.fullmatch(arg) or re.search(rf"^{re.escape(arg)} = {whole.pattern}$", code, re.M), page
+    claims_page = (book / "09_claims.py").read_text()
+    for c in CLAIMS:
+        assert f"# (claim-{c.label})=\n# ### Claim {c.label}\n" in claims_page, c.label
+        assert f"```{{glue:md}} 09-line-{c.label}\n" in claims_page, c.label
+    for page in ("04_segmentation", "05_backgrounds", "06_masking"):  # contradictions link their ledger lines
+        targets = re.findall(r"\{ref\}`claim [0-9a-z]+ <claim-([0-9a-z]+)>`", (book / f"{page}.py").read_text())
+        assert targets and set(targets) <= set(LABELS), page
