@@ -679,7 +679,7 @@ def _consistency(claim: Claim, outcome: Outcome, gates: list[str]) -> tuple[str,
     if not numbers:
         return "—", "the report gives no number"
     if gates:
-        return "—", "not read on these records (see why)"
+        return "—", "not read on records that bear no verdict"
     inside, parts = [], []
     for quantity, report in numbers.items():
         values = outcome.quantities[quantity][1]
