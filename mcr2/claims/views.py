@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from docutils.nodes import make_id
 
 from .definitions import claim, claim_quantities, evaluate_claims
 
@@ -26,7 +25,10 @@ def ledger_target(label: str) -> str:
 
 def section_anchor(section: str) -> str:
     """The HTML id Sphinx gives a section heading (docutils' ``make_id`` of its text; inline maths
-    reads as its LaTeX source)."""
+    reads as its LaTeX source). docutils comes with the book's tools (the ``book`` extra), which
+    render these links; the library itself does not need it."""
+    from docutils.nodes import make_id
+
     return make_id(section.replace("$", ""))
 
 
