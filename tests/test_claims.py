@@ -720,3 +720,13 @@ def test_the_book_opens_with_every_claims_verdict():
     for page in ("04_segmentation", "05_backgrounds", "06_masking"):  # contradictions link their ledger lines
         targets = re.findall(r"\{ref\}`claim [0-9a-z]+ <claim-([0-9a-z]+)>`", (book / f"{page}.py").read_text())
         assert targets and set(targets) <= set(LABELS), page
+
+
+def test_claim12_needs_a_block_well_above_the_masked_ones():
+    recs = full_records()
+    assert verdict("12", recs) == "✓"  # unmasked largest block 0.4, masked 0.02
+    for r in recs["seg_bg_mcr2"]:  # every unmasked between-class block at 0.05: not "well above" 0.02
+        digits = r.artefacts["cosine_abs_mean"][1:, 1:]
+        digits[~np.eye(10, dtype=bool)] = 0.05
+    r = row("12", recs)
+    assert r["verdict"] == "✗" and "unmasked − masked − 0.1" in r["tests"]
