@@ -9,9 +9,12 @@ Verdict rules (one place, used by every claim; the tests themselves are :mod:`mc
 * **The gate** keeps the verdict inconclusive, and says why, when the records cannot bear one:
   missing or incomplete records, a profile other than ``paper`` (the smoke profile's toy models
   show a direction, not the report's numbers), fewer than :data:`MIN_SEEDS` finite seeds, a
-  masked run in which MCR² never switched on, or a claim's own condition (claim 4: a masking
-  threshold other than the report's 0.99). Records of different profiles are never compared:
-  their leaning is "—".
+  masked run in which MCR² never switched on, or a claim's own condition (claims 4 and 4b: a
+  masking threshold other than the report's 0.99; claim 11: fewer than MIN_SEEDS records per arm
+  carrying its column). Records of different profiles are never compared: their leaning is "—".
+* **Consistent with the report** is read beside the verdict, on records that bear one: whether
+  each number the report gives lies inside our 95 % t-interval over seeds (a bound it states,
+  "> 0.99": whether the interval reaches it). A direction can agree while the numbers do not.
 """
 from __future__ import annotations
 
