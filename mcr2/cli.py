@@ -162,6 +162,8 @@ def _run(parser: argparse.ArgumentParser, args) -> int:
             local = int(os.environ.get("LOCAL_RANK", "0"))
             torch.cuda.set_device(local)
             device = torch.device(f"cuda:{local}")
+    launcher = os.environ.get("MCR2_LAUNCHER")
+    os.environ["MCR2_LAUNCHER"] = "cli"  # the records' provenance: made by `python -m mcr2 run`
     start, done = time.time(), 0
     try:
         for exp, name, seed in runs:
@@ -177,6 +179,10 @@ def _run(parser: argparse.ArgumentParser, args) -> int:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+        if launcher is None:  # as it was (main() may be called from Python)
+            os.environ.pop("MCR2_LAUNCHER", None)
+        else:
+            os.environ["MCR2_LAUNCHER"] = launcher
     if rank == 0:
         print(f"== total {time.time() - start:.1f} s for {done} runs")
     return 0

@@ -337,7 +337,7 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
                 if free:
                     worker = min(free, key=lambda w: w.busy)
                 else:
-                    worker = Worker(events, streams, labels[d])
+                    worker = Worker(events, streams, labels[d], shared=per_device)
                     workers.append(worker)
                 print(f"-- start {pick.name} seed {pick.seed} on {labels[d]} at {time.monotonic() - start:.0f} s (estimate {est:.0f} s "
                       f"with {sharing} sharing{'' if extra == 0 else f', +{extra:.0f} s for a new worker'}, "

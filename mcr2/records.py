@@ -2,8 +2,10 @@
 
 A record folder ``<runs_dir>/<name>/seed<seed>-<key>/`` holds
   ``record.json``     status ("complete" | "failed"), the resolved config, its key, provenance
-                      (git commit and dirty flag, library versions, device, wall time, data
-                      sources), the summary metrics and events (e.g. the epoch masking switched on);
+                      (git commit and dirty flag, library versions, device, host, eager or graphed
+                      steps, runs sharing the GPU, launcher, executor, job: :func:`provenance`),
+                      wall time and its seconds per phase (``phase_seconds``), data sources, the
+                      summary metrics and events (e.g. the epoch masking switched on);
   ``history.csv``     one row per epoch (losses, R, Rc, ΔR, validation metrics);
   ``steps.npz``       one entry per column of the per-step series (epoch, step, loss, R, Rc,
                       delta_r, mcr2_on), float32 as trained, compressed (older records: ``steps.csv``);
@@ -48,6 +50,11 @@ __all__ = [
     "write_record",
     "check_runs_dir",
     "provenance",
+    "LAUNCHERS",
+    "update_record_json",
+    "steps_kind",
+    "steps_mix",
+    "steps_mix_text",
     "default_runs_dir",
 ]
 
@@ -498,8 +505,37 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def provenance(device) -> dict:
-    """Where and with what a run was made: commit, dirty flag, versions, device, host."""
+#: What started a run, as ``MCR2_LAUNCHER`` says (provenance ``launcher``): ``cli`` (``python -m mcr2
+#: run``), ``paper-runner`` (a worker of ``python -m mcr2 paper``), ``papermill`` (a chapter executed
+#: by tools/book.py); unset, ``python`` (the library called from Python). Each sets it for what it
+#: starts. ``MCR2_EXECUTOR`` names what scheduled the job (e.g. a cluster's executor) and
+#: ``MCR2_JOB_ID`` its job (else ``SLURM_JOB_ID``); ``MCR2_SHARED_GPU_RUNS`` and ``MCR2_GPU_STREAMS`` say
+#: how many runs the launcher trains at once on the device, and how many of those on streams of one
+#: process (the paper runner: ``--jobs`` × ``--streams`` and ``--streams``).
+LAUNCHERS = ("cli", "paper-runner", "papermill", "python")
+
+
+def _env_count(name: str) -> int:
+    value = os.environ.get(name, "").strip() or "1"
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ValueError(f"{name}={value!r}: a count of runs ≥ 1 (set by the launcher; unset means 1)")
+    return count
+
+
+def _cuda_name(device) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device)
+
+
+def provenance(device, *, graphed: bool | None = None) -> dict:
+    """Where, with what and how a run was made: commit, dirty flag, versions, device, host, and
+    how it was launched (see :data:`LAUNCHERS`). ``graphed``: whether its training steps replay as
+    CUDA graphs (``"graphed"``/``"eager"``; None: not said)."""
     import torch
     import torchvision
 
@@ -510,15 +546,19 @@ def provenance(device) -> dict:
         # No repository here: the code is `git archive` of this commit (tools/gpu_window.sh), clean by construction.
         commit, status, source = os.environ["MCR2_SOURCE_COMMIT"].strip(), "", "git archive"
     dev = {"type": str(device)}
-    if getattr(device, "type", str(device)) == "cuda":
-        dev["name"] = torch.cuda.get_device_name(device)
+    cuda = getattr(device, "type", str(device).split(":")[0]) == "cuda"
+    if cuda:
+        dev["name"] = _cuda_name(device)
         dev["nondeterminism"] = (
             "cuDNN convolution backward and atomic adds (index_add / scatter) are not bitwise "
             "reproducible on CUDA: the same seed gives close, not identical, metrics"
         )
+        index = getattr(device, "index", None)
+        dev_index = index if index is not None else torch.cuda.current_device()
     else:
         dev["name"] = platform.processor() or platform.machine()
         dev["threads"] = torch.get_num_threads()
+        dev_index = None
     return {
         "git_commit": commit,
         "git_dirty": None if status is None else bool(status),
@@ -530,15 +570,82 @@ def provenance(device) -> dict:
         "mcr2": __version__,
         "platform": platform.platform(),
         "device": dev,
+        "gpu_name": dev["name"] if cuda else None,
+        "device_index": dev_index,
+        "host": platform.node() or None,
+        "graphed": None if graphed is None else ("graphed" if graphed else "eager"),
+        "shared_gpu_runs": _env_count("MCR2_SHARED_GPU_RUNS"),
+        "gpu_streams": _env_count("MCR2_GPU_STREAMS"),
+        "launcher": os.environ.get("MCR2_LAUNCHER", "").strip() or "python",
+        "executor": os.environ.get("MCR2_EXECUTOR", "").strip() or None,
+        "job_id": (os.environ.get("MCR2_JOB_ID", "").strip() or os.environ.get("SLURM_JOB_ID", "").strip() or None),
     }
 
 
-def records_table(records) -> pd.DataFrame:
-    """One row per record (a dict name -> [records] or a list): what was rendered, from where."""
+def update_record_json(path: Path, change) -> dict:
+    """Apply ``change(record dict)`` to a written record's record.json, replacing the file atomically
+    (a reader sees the old or the new one, never half of either). Call it holding the record's lock."""
+    target = Path(path) / "record.json"
+    record = _read_json(target)
+    change(record)
+    tmp = target.with_name(f".record.json.{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(json.dumps(_jsonable(record), indent=1, allow_nan=True))
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return record
+
+
+def steps_kind(r) -> str:
+    """"graphed" or "eager": how a record's training steps ran. Records made before provenance said so
+    read ``cuda_graphs``; those older still were trained before CUDA graphs existed here (eager)."""
+    said = r.record.get("provenance", {}).get("graphed")
+    return said or ("graphed" if r.record.get("cuda_graphs") else "eager")
+
+
+def _as_records(records) -> list:
     if isinstance(records, dict):
-        records = [r for recs in records.values() for r in recs]
+        return [r for recs in records.values() for r in (recs if isinstance(recs, (list, tuple)) else [recs])]
+    return list(records)
+
+
+def steps_mix(records) -> dict[str, dict[str, list[int]]]:
+    """The experiments whose seeds mix eager and graphed training steps:
+    ``{name: {"eager": [seeds], "graphed": [seeds]}}`` (empty when no seed set mixes them)."""
+    kinds: dict[str, dict[str, list[int]]] = {}
+    for r in _as_records(records):
+        kinds.setdefault(r.config.name, {}).setdefault(steps_kind(r), []).append(r.config.seed)
+    return {name: {k: sorted(v) for k, v in sorted(by.items())} for name, by in kinds.items() if len(by) > 1}
+
+
+def steps_mix_text(records) -> str:
+    """One sentence for a page whose seed sets mix eager and graphed training steps, naming the
+    seeds of each; "" when none does. Graphed steps make the same updates as eager ones, but CUDA
+    does not make them bitwise equal, so such a seed set's spread holds both."""
+    mix = steps_mix(records)
+    if not mix:
+        return ""
+    parts = [f"{name} (eager: seed{'s' * (len(k['eager']) > 1)} {', '.join(map(str, k['eager']))}; graphed: "
+             f"seed{'s' * (len(k['graphed']) > 1)} {', '.join(map(str, k['graphed']))})" for name, k in mix.items()]
+    return ("The seeds of " + "; ".join(parts) + " mix eager training steps with steps replayed as CUDA graphs: "
+            "the same updates, not bitwise the same numbers, so their spread over seeds holds both.")
+
+
+def _phase_columns(r) -> dict:
+    phases = r.record.get("phase_seconds") or {}
+    return {f"{phase.replace('_', ' ')} (s)": (round(phases[phase], 1) if phase in phases else None)
+            for phase in ("setup", "train_steps", "evaluation", "writing")}
+
+
+def records_table(records) -> pd.DataFrame:
+    """One row per record (a dict name -> [records] or a list): what was rendered, from where, and
+    how it was made: wall seconds per phase, eager or graphed steps (:func:`steps_kind`), the runs
+    that shared the GPU, the GPU, torch, launcher, executor, host and job (None where a record
+    predates the field)."""
     rows = []
-    for r in records:
+    for r in _as_records(records):
         prov = r.record.get("provenance", {})
         data = r.record.get("data", {}).get("train", {})
         rows.append({
@@ -552,6 +659,15 @@ def records_table(records) -> pd.DataFrame:
             "device": prov.get("device", {}).get("name"),
             "commit": (prov.get("git_commit") or "?")[:8] + ("+dirty" if prov.get("git_dirty") else ""),
             "wall time (s)": round(r.record.get("wall_time_s", float("nan")), 1),
+            **_phase_columns(r),
+            "steps": steps_kind(r),
+            "shared GPU runs": prov.get("shared_gpu_runs"),
+            "GPU": prov.get("gpu_name") or ("none" if prov.get("device", {}).get("type") == "cpu" else None),
+            "torch": prov.get("torch"),
+            "launcher": prov.get("launcher"),
+            "executor": prov.get("executor"),
+            "host": prov.get("host"),
+            "job": prov.get("job_id"),
             "record": str(r.path.relative_to(_REPO)) if r.path.is_relative_to(_REPO) else str(r.path),
         })
     return pd.DataFrame(rows)

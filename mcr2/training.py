@@ -27,9 +27,9 @@ from .graphs import GraphedStep, step_log
 from .loss import MCR2Loss, pooled_rows, rate_reduction
 from .masking import MaskSwitch
 from .models import ClassifierHead, ResNet18Features, UNet
-from .records import RunRecord, load_record, provenance, record_dir, write_record
+from .records import RunRecord, load_record, provenance, record_dir, update_record_json, write_record
 
-__all__ = ["TrainingDiverged", "CUDNN_BENCHMARK", "CUDA_GRAPHS", "graphs_for"]
+__all__ = ["TrainingDiverged", "CUDNN_BENCHMARK", "CUDA_GRAPHS", "PHASES", "graphs_for"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -112,6 +112,21 @@ def graphs_for(arch: str) -> bool:
     return CUDA_GRAPHS if isinstance(CUDA_GRAPHS, bool) else arch in CUDA_GRAPHS
 
 
+#: The phases of a run whose wall seconds a record holds (``record["phase_seconds"]``).
+PHASES = ("setup", "train_steps", "evaluation", "writing")
+
+
+def _note_writing(path: Path, seconds: float) -> None:
+    """Add the writing phase's seconds to a complete record just written (its record.json replaced
+    atomically: the record stays complete whatever happens). A failure to add them costs only that
+    number, never the record: it is said, and the run goes on."""
+    try:
+        update_record_json(path, lambda rec: rec["phase_seconds"].update(writing=round(seconds, 3)))
+    except OSError as err:
+        print(f"note: {path}/record.json keeps writing=0 in phase_seconds ({type(err).__name__}: {err})",
+              file=sys.stderr, flush=True)
+
+
 #: Runs trained at once on threads of one process (mcr2.workers) seed the global generator and draw
 #: their initial weights from it one at a time.
 _SEEDED_INIT = threading.Lock()
@@ -132,6 +147,8 @@ class _Trainer(Evaluation):
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
+        # Steps replayed as CUDA graphs: one CUDA device, a model CUDA_GRAPHS names (its provenance says so).
+        self.use_graphs = graphs_for(exp.model.arch) and device.type == "cuda" and self.world == 1
 
     # ---- set-up ------------------------------------------------------------------------
     def _load_data(self):
@@ -274,7 +291,7 @@ class _Trainer(Evaluation):
             "key": config_key(exp),
             "code_version": CODE_VERSION,
             "config": exp.to_dict(),
-            "provenance": provenance(self.device),
+            "provenance": provenance(self.device, graphed=self.use_graphs),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         }
 
@@ -308,22 +325,30 @@ class _Trainer(Evaluation):
         started = time.time()
         record = self._record(started)
         history, steps = [], []
+        # Wall seconds per phase (record["phase_seconds"]), measured here: set-up (data onto the device,
+        # model, optimiser, graphs object, masking check images), training steps (the epochs' passes,
+        # graph captures included), evaluation (masking checks, evaluations, the final artefacts) and
+        # writing (the record's files; added to record.json once they are written).
+        phases = dict.fromkeys(PHASES, 0.0)
         try:
+            t_setup = time.perf_counter()
             self._load_data()
             record["data"] = self.sources
             self._build_model()
             record["parameters"] = sum(p.numel() for p in self.modules.parameters())
-            use_graphs = graphs_for(exp.model.arch) and self.device.type == "cuda" and self.world == 1
-            self.graphed = GraphedStep(self) if use_graphs else None
-            record["cuda_graphs"] = use_graphs
+            self.graphed = GraphedStep(self) if self.use_graphs else None
+            record["cuda_graphs"] = self.use_graphs
             switch = MaskSwitch(exp, *self.val[exp.data.val_domains[0]])
             self.mask_on = switch.on
+            phases["setup"] = time.perf_counter() - t_setup
             images_seen, train_seconds = 0, 0.0
             for epoch in range(1, exp.optim.epochs + 1):
                 t0 = time.perf_counter()
                 logs = self._epoch(epoch)
                 images_seen += self.X.shape[0]
                 train_seconds += time.perf_counter() - t0
+                phases["train_steps"] = train_seconds
+                t_eval = time.perf_counter()
                 first = (epoch - 1) * len(logs)
                 for s in range(len(logs)):
                     steps.append({"epoch": epoch, "step": first + s + 1, "loss": logs[s, 0].item(),
@@ -339,6 +364,7 @@ class _Trainer(Evaluation):
                     self.mask_on = switch.on  # MCR² from the next epoch on
                 if epoch % exp.eval.every == 0 or epoch == exp.optim.epochs:
                     row.update(self._evaluate())
+                phases["evaluation"] += time.perf_counter() - t_eval
                 row["seconds"] = time.perf_counter() - t0
                 history.append(row)
                 shown = {k: v for k, v in row.items() if k.endswith(("_acc",)) and "class" not in k}
@@ -353,16 +379,22 @@ class _Trainer(Evaluation):
             if self.graphed is not None:  # what the graphs cost: one capture per mode (SGD: and per learning rate)
                 record["cuda_graph_captures"] = self.graphed.captures
                 record["cuda_graph_capture_s"] = round(self.graphed.capture_seconds, 3)
+            t_art = time.perf_counter()
             artefacts = self._artefacts()
+            phases["evaluation"] += time.perf_counter() - t_art
+            record["phase_seconds"] = {k: round(v, 3) for k, v in phases.items()}
             path = record_dir(exp, self.runs_dir)
             if self.rank == 0:  # one record per run, written by rank 0 only
+                t_write = time.perf_counter()
                 path = write_record(exp, self.runs_dir, record, history, steps, artefacts)
+                _note_writing(path, time.perf_counter() - t_write)
             if self.world > 1:
                 dist.barrier()
             return load_record(path)
         except BaseException as err:
             record["status"] = "failed"
             record["error"] = f"{type(err).__name__}: {err}"
+            record.setdefault("phase_seconds", {k: round(v, 3) for k, v in phases.items()})  # up to the failure
             record["wall_time_s"] = time.time() - started
             try:
                 if self.rank == 0:  # never over a complete record: write_record puts it beside

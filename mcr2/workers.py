@@ -59,10 +59,12 @@ class Worker:
     once); each outcome arrives on ``events`` as ``(worker, outcome dict)``, and ``(worker, None)``
     once the process has ended (its input closed, a run failed, or :meth:`stop`)."""
 
-    def __init__(self, events: queue.Queue, streams: int = 1, device: str = "auto"):
+    def __init__(self, events: queue.Queue, streams: int = 1, device: str = "auto", shared: int | None = None):
         self.launched, self.streams, self.device = time.time(), streams, device  # device: its runs' (cuda:N, cpu, auto)
         env = {**os.environ, "PYTHONUNBUFFERED": "1",  # progress lines reach the runner as they are printed
-               **launch_env("workers")}  # its records say how they were launched
+               **launch_env("workers"),  # its records say how they were launched, and how many runs share
+               # their device at most (``shared``, default this worker's streams), ``streams`` of them in one process
+               "MCR2_SHARED_GPU_RUNS": str(shared or streams), "MCR2_GPU_STREAMS": str(streams)}
         self.proc = subprocess.Popen([sys.executable, "-m", "mcr2.workers", repr(self.launched), str(streams)],
                                      env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.runs = 0  # runs handed to it

@@ -81,16 +81,115 @@ def default_profile() -> str:
     return DEFAULT_PROFILE
 
 
-def check_data() -> Path:
-    """The data root, or one clear error before any chapter runs (chapters read MNIST, USPS and
-    the CIFAR-100 backgrounds)."""
+def check_data(name: str | None = None) -> Path:
+    """The data root, or one clear error before any chapter runs. The book reads MNIST, USPS and
+    the CIFAR-100 backgrounds; chapter ``name``, where :func:`chapter_experiments` knows its runs,
+    only what they train on (a GPU window may carry MNIST and USPS alone)."""
     sys.path.insert(0, str(ROOT))  # mcr2 from this checkout even when it is not installed
     from mcr2.data import DataNotFoundError, check_data_root
 
     try:
-        return check_data_root()
+        return check_data_root(**_data_needs(name))
     except DataNotFoundError as err:
         raise BookError(f"{err}\nFor the book: MCR2_DATA=/path/to/data make book (or make chapter NAME=...)") from None
+
+
+def chapter_experiments(name: str) -> list[str] | None:
+    """The experiments whose records chapter ``name`` renders with ``run_all`` (and trains where
+    missing: at the paper profile, on a CUDA kernel), read from its source; None for a chapter that
+    trains something else or nothing (synthetic features, the datasets, overridden variants)."""
+    import ast
+
+    import jupytext
+
+    sys.path.insert(0, str(ROOT))
+    from mcr2.experiments import CHAPTER_EXPERIMENTS, EXPERIMENTS
+
+    nodes = []
+    for cell in jupytext.read(BOOK / f"{name}.py").cells:
+        if cell.cell_type == "code":
+            try:
+                nodes += ast.walk(ast.parse(cell.source))
+            except SyntaxError:  # a cell of IPython magics: it trains nothing
+                continue
+    names: list[str] = []
+    for node in nodes:
+        func = node.func if isinstance(node, ast.Call) else None
+        if getattr(func, "id", getattr(func, "attr", None)) not in ("run", "run_all"):
+            continue
+        if getattr(func, "id", getattr(func, "attr", None)) == "run" or not node.args or any(
+                k.arg is None for k in node.keywords):
+            return None  # one overridden run, or overrides for every run: not the paper profile's records
+        try:  # a list literal, CHAPTER_EXPERIMENTS["topic"] or list(EXPERIMENTS)
+            found = eval(compile(ast.Expression(node.args[0]), name, "eval"),
+                         {"__builtins__": {"list": list}, "CHAPTER_EXPERIMENTS": CHAPTER_EXPERIMENTS,
+                          "EXPERIMENTS": EXPERIMENTS})
+        except Exception:
+            return None
+        names += [n for n in found if n not in names]
+    return names or None
+
+
+def _data_needs(name: str | None) -> dict:
+    """check_data_root's arguments for chapter ``name`` (everything for the whole book or a chapter
+    whose runs are not known)."""
+    exps = None if name is None else chapter_experiments(name)
+    if exps is None:
+        return {}
+    from mcr2.experiments import experiment
+
+    datas = [experiment(n, "paper", 0).data for n in exps]
+    return {"domains": tuple(dict.fromkeys(d for x in datas for d in (x.train_domain, *x.val_domains))),
+            "backgrounds": tuple(dict.fromkeys(x.background for x in datas if x.background))}
+
+
+#: Seconds a chapter takes beside training its missing records at the paper profile (the kernel, the
+#: imports, the figures): a cautious guess until measured; the window's log prints each chapter's seconds.
+CHAPTER_OVERHEAD_S = 90.0
+
+
+def missing_paper_runs(name: str) -> list[tuple[str, int]] | None:
+    """(experiment, seed) of chapter ``name``'s paper-profile records not yet complete (in
+    ``$MCR2_RUNS/paper``, else results/paper); None where the chapter's runs are not known."""
+    exps = chapter_experiments(name)
+    if exps is None:
+        return None
+    from mcr2.experiments import PROFILE_SEEDS, experiment
+    from mcr2.records import complete_record_path, default_runs_dir
+
+    runs_dir = default_runs_dir("paper")
+    return [(n, s) for n in exps for s in PROFILE_SEEDS["paper"]
+            if complete_record_path(experiment(n, "paper", s), runs_dir) is None]
+
+
+def pick_chapter(budget: float) -> tuple[str | None, list[str]]:
+    """The chapter to execute at the paper profile in ``budget`` seconds: of those with missing
+    records whose data is here, the one with the most estimated training that fits (its runs one
+    after another, :func:`mcr2.costs.estimate`, plus :data:`CHAPTER_OVERHEAD_S`). Returns the name
+    (None if none fits) and one line per chapter considered."""
+    from mcr2.costs import estimate, load_costs
+    from mcr2.data import DataNotFoundError, check_data_root
+
+    costs, best, lines = load_costs(), (None, -1.0), []
+    for name in chapters():
+        missing = missing_paper_runs(name)
+        if not missing:
+            lines.append(f"{name}: {'no paper records to train' if missing == [] else 'trains no paper records of its own'}")
+            continue
+        seconds = sum(estimate(n, 1, costs)[0] for n, _ in missing) + CHAPTER_OVERHEAD_S
+        what = f"{name}: {len(missing)} missing ({', '.join(f'{n} seed {s}' for n, s in missing)}), about {seconds:.0f} s"
+        try:
+            check_data_root(**_data_needs(name))
+        except DataNotFoundError:
+            lines.append(f"{what}: its data is not here")
+            continue
+        if seconds > budget:
+            lines.append(f"{what}: over the {budget:.0f} s left")
+            continue
+        lines.append(f"{what}: fits")
+        if seconds > best[1]:
+            best = (name, seconds)
+    return best[0], lines
 
 
 def notebook_errors(path: Path) -> list[str]:
@@ -158,6 +257,8 @@ def execute(name: str, profile: str, parameters: dict | None = None, out_dir: Pa
     params = {"profile": profile, "progress": "lines", **(parameters or {})}
     print(f"[book] executing {name} (profile={profile})", flush=True)
     start = time.perf_counter()
+    launcher = os.environ.get("MCR2_LAUNCHER")
+    os.environ["MCR2_LAUNCHER"] = "papermill"  # the kernel inherits it: records trained there say so
     try:
         papermill.execute_notebook(
             nb,
@@ -172,6 +273,11 @@ def execute(name: str, profile: str, parameters: dict | None = None, out_dir: Pa
         print("".join(line + "\n" for line in err.traceback), file=sys.stderr, flush=True)  # the cell's own
         raise BookError(f"chapter {name} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue} "
                         f"(the executed notebook, with its traceback: {output})") from None
+    finally:
+        if launcher is None:
+            os.environ.pop("MCR2_LAUNCHER", None)
+        else:
+            os.environ["MCR2_LAUNCHER"] = launcher
     seconds = time.perf_counter() - start
     _hide_injected_parameters(output)
     executed = jupytext.read(output)
@@ -291,6 +397,8 @@ def main(argv=None) -> None:
         p.add_argument("--profile", choices=PROFILES, default=None,
                        help=f"default: $MCR2_PROFILE, else {DEFAULT_PROFILE} (paper where its records exist, else smoke)")
         p.add_argument("-p", "--param", action="append", default=[], help="papermill parameter key=value (JSON value)")
+    pk = sub.add_parser("pick", help="print the chapter whose missing paper records fit SECONDS (a GPU window)")
+    pk.add_argument("--budget", type=float, required=True, metavar="SECONDS")
     sub.add_parser("lab", help="open JupyterLab on book/ with the .py chapters as notebooks "
                                "(other options go to jupyter-lab, e.g. --no-browser --port 8890)")
     args, extra = parser.parse_known_args(argv)
@@ -299,12 +407,18 @@ def main(argv=None) -> None:
         return
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "pick":  # the chapter on stdout (nothing if none fits), the reasons on stderr
+        sys.path.insert(0, str(ROOT))
+        name, lines = pick_chapter(args.budget)
+        print("\n".join(f"[book] pick: {line}" for line in lines), file=sys.stderr, flush=True)
+        print(name or "")
+        return
     profile = args.profile or default_profile()
     params = parse_params(args.param)
     if args.command == "execute":
         if args.name not in chapters():
             raise BookError(f"no chapter {args.name!r}; chapters: {', '.join(chapters())}")
-        check_data()
+        check_data(args.name)
         execute(args.name, profile, params)
         if args.html:
             missing = [n for n in chapters() if not (SRC / "book" / f"{n}.ipynb").exists()]
