@@ -25,6 +25,33 @@ if [ $cls_only = auto ]; then
   else cls_only=0; echo "missing records need: $needs"; fi
 fi
 dest=${1:-.gpudata}
+# The notebook stack, for chapters executed by papermill on the GPU machine (tools/gpu_window.sh):
+# papermill, jupytext, ipykernel, nbclient and what they need, with myst-nb and docutils alone (a
+# chapter imports only myst_nb.glue, which needs IPython, nbformat and docutils, not Sphinx). The
+# wheels are for the GPU machine's Python (MCR2_GPU_PYTHON, default 3.12), from PyPI, kept in a
+# cache (MCR2_WHEEL_CACHE) once complete. What tools/gpu_site.txt lists stays here, and so do
+# debugpy, jedi and parso (4.8 + 5.2 MB): ipykernel and IPython import them inside `try`, and a
+# kernel starts without them (tests/test_gpu_tools.py executes a chapter so). The wheels are
+# unpacked here, as pip would install them, into one archive to unpack there onto PYTHONPATH.
+if [ $notebook = 1 ]; then
+  gpu_py=${MCR2_GPU_PYTHON:-3.12}
+  cache=${MCR2_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mcr2/gpu-wheels}/py$gpu_py
+  want="papermill ipykernel nbclient jupytext; --no-deps myst-nb docutils"
+  if [ "$(cat "$cache/.complete" 2>/dev/null)" != "$want" ]; then
+    mkdir -p "$cache" && rm -f "$cache"/*.whl "$cache/.complete"
+    wheels=(--only-binary=:all: --python-version "$gpu_py" --implementation cp --platform manylinux_2_28_x86_64
+            --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$cache")
+    if ! { $py -m pip download -q "${wheels[@]}" papermill ipykernel nbclient jupytext \
+           && $py -m pip download -q --no-deps "${wheels[@]}" myst-nb docutils; } > "$cache/pip.log" 2>&1; then
+      grep -v "^WARNING: Location" "$cache/pip.log" | tail -n 5 >&2
+      echo "could not download the notebook wheels (papermill, ipykernel, nbclient, jupytext, myst-nb) for Python" \
+           "$gpu_py from PyPI (log: $cache/pip.log). gpu_prepare.sh needs the registry once; the wheels are then" \
+           "kept in $cache. --no-notebook leaves them out (the window then executes no chapter)." >&2
+      exit 1
+    fi
+    echo "$want" > "$cache/.complete"
+  fi
+fi
 packed=../shared/gpu
 [ -f "$packed/unpack-data.sh" ] || { echo "no $packed/unpack-data.sh: the packed data lives in ../shared/gpu" >&2; exit 1; }
 case "$dest" in  # inside the checkout: ignored by git, so it travels only where `carry` names it
@@ -52,32 +79,7 @@ with tarfile.open(sys.argv[1], "w:xz") as tar:
             if "__pycache__" not in f.parts and not str(f).startswith(".."):
                 tar.add(dist.locate_file(f), arcname=str(f))
 PY
-# The notebook stack, for chapters executed by papermill on the GPU machine (tools/gpu_window.sh):
-# papermill, jupytext, ipykernel, nbclient and what they need, with myst-nb and docutils alone (a
-# chapter imports only myst_nb.glue, which needs IPython, nbformat and docutils, not Sphinx). The
-# wheels are for the GPU machine's Python (MCR2_GPU_PYTHON, default 3.12), from PyPI, kept in a
-# cache (MCR2_WHEEL_CACHE) once complete. What tools/gpu_site.txt lists stays here, and so do
-# debugpy, jedi and parso (4.8 + 5.2 MB): ipykernel and IPython import them inside `try`, and a
-# kernel starts without them (tests/test_gpu_tools.py executes a chapter so). The wheels are
-# unpacked here, as pip would install them, into one archive to unpack there onto PYTHONPATH.
 if [ $notebook = 1 ]; then
-  gpu_py=${MCR2_GPU_PYTHON:-3.12}
-  cache=${MCR2_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mcr2/gpu-wheels}/py$gpu_py
-  want="papermill ipykernel nbclient jupytext; --no-deps myst-nb docutils"
-  if [ "$(cat "$cache/.complete" 2>/dev/null)" != "$want" ]; then
-    mkdir -p "$cache" && rm -f "$cache"/*.whl "$cache/.complete"
-    wheels=(--only-binary=:all: --python-version "$gpu_py" --implementation cp --platform manylinux_2_28_x86_64
-            --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$cache")
-    if ! { $py -m pip download -q "${wheels[@]}" papermill ipykernel nbclient jupytext \
-           && $py -m pip download -q --no-deps "${wheels[@]}" myst-nb docutils; } > "$cache/pip.log" 2>&1; then
-      grep -v "^WARNING: Location" "$cache/pip.log" | tail -n 5 >&2
-      echo "could not download the notebook wheels (papermill, ipykernel, nbclient, jupytext, myst-nb) for Python" \
-           "$gpu_py from PyPI (log: $cache/pip.log). gpu_prepare.sh needs the registry once; the wheels are then" \
-           "kept in $cache. --no-notebook leaves them out (the window then executes no chapter)." >&2
-      exit 1
-    fi
-    echo "$want" > "$cache/.complete"
-  fi
   $py - "$cache" tools/gpu_site.txt "$dest/notebook.tar.xz" "$gpu_py" <<'PY'
 import pathlib, re, shutil, sys, tarfile, tempfile, zipfile
 cache, site, dest, version = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3]), sys.argv[4]
