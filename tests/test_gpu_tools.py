@@ -85,7 +85,7 @@ def test_a_window_executes_a_chapter_with_the_packed_notebook_stack_and_the_gpu_
     bin_dir = gpu_like_python(tmp_path)
     python3 = str(bin_dir / "python3")
     for missing in ("papermill", "jupytext", "ipykernel", "myst_nb", "debugpy", "jedi", "mcr2"):
-        probe = subprocess.run([python3, "-c", f"import {missing}"], capture_output=True, env=_clean_env())
+        probe = subprocess.run([python3, "-c", f"import {missing}"], capture_output=True, env=_clean_env(), cwd=tmp_path)
         assert probe.returncode != 0, f"{missing} is importable in the rehearsal's Python: it is not the GPU machine's"
     travel, out, work = tmp_path / "travel", tmp_path / "out", tmp_path / "work"
     version = f"{sys.version_info.major}.{sys.version_info.minor}"  # the wheels of the Python that rehearses

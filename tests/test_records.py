@@ -289,3 +289,121 @@ def test_cosine_abs_blocks_sees_classes_sharing_one_subspace():
     blocks = cosine_abs_blocks(Z, labels, 10)
     off = blocks[~torch.eye(10, dtype=torch.bool)]
     assert off.mean() > 0.2 and abs(off.mean() - blocks.diagonal().mean()) < 0.01
+
+
+# ------------------------------------------------------------------------------ how a record was made
+@needs_data
+def test_a_record_holds_its_seconds_per_phase_and_how_it_was_made(rec):
+    """The next GPU window plans from measured phases; every record says what made it."""
+    exp, runs, path = rec
+    loaded = records.load_record(path)  # the writing phase was added after the write: still sound
+    phases = loaded.record["phase_seconds"]
+    assert tuple(phases) == ("setup", "train_steps", "evaluation", "writing")
+    assert all(phases[p] > 0 for p in phases), phases
+    assert phases["setup"] + phases["train_steps"] + phases["evaluation"] >= loaded.record["wall_time_s"] * 0.9
+    prov = loaded.record["provenance"]
+    assert prov["graphed"] == "eager" and prov["gpu_name"] is None and prov["device_index"] is None
+    assert prov["shared_gpu_runs"] == 1 and prov["host"] and prov["torch"] == torch.__version__
+    assert {"launcher", "executor", "job_id"} <= set(prov)
+
+
+def test_provenance_reads_the_launchers_contract_from_the_environment(monkeypatch):
+    for name in ("MCR2_LAUNCHER", "MCR2_EXECUTOR", "MCR2_JOB_ID", "SLURM_JOB_ID", "MCR2_SHARED_GPU_RUNS", "MCR2_GPU_STREAMS"):
+        monkeypatch.delenv(name, raising=False)
+    prov = records.provenance(torch.device("cpu"), graphed=False)
+    assert (prov["launcher"], prov["executor"], prov["job_id"], prov["graphed"]) == ("python", None, None, "eager")
+    monkeypatch.setenv("MCR2_LAUNCHER", "paper-runner")
+    monkeypatch.setenv("MCR2_EXECUTOR", "submitit")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("MCR2_SHARED_GPU_RUNS", "4")
+    monkeypatch.setenv("MCR2_GPU_STREAMS", "2")
+    prov = records.provenance(torch.device("cpu"))
+    assert (prov["launcher"], prov["executor"], prov["job_id"]) == ("paper-runner", "submitit", "4242")
+    assert (prov["shared_gpu_runs"], prov["gpu_streams"], prov["graphed"]) == (4, 2, None)
+    monkeypatch.setenv("MCR2_JOB_ID", "7")  # the launcher's own id wins over the scheduler's
+    assert records.provenance(torch.device("cpu"))["job_id"] == "7"
+    monkeypatch.setenv("MCR2_SHARED_GPU_RUNS", "two")
+    with pytest.raises(ValueError, match="MCR2_SHARED_GPU_RUNS='two'"):
+        records.provenance(torch.device("cpu"))
+
+
+def test_provenance_on_cuda_names_the_gpu_and_its_index(monkeypatch):
+    monkeypatch.setattr(records, "_cuda_name", lambda device: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    prov = records.provenance(torch.device("cuda"), graphed=True)
+    assert (prov["gpu_name"], prov["device_index"], prov["graphed"]) == ("NVIDIA H200", 3, "graphed")
+    assert records.provenance(torch.device("cuda:1"))["device_index"] == 1
+    assert prov["device"]["name"] == "NVIDIA H200"
+
+
+def _as(r, seed: int, graphed: bool | None, **prov):
+    """A copy of record ``r`` as seed ``seed``, with eager/graphed steps (None: an older record)."""
+    import copy
+    import dataclasses
+
+    record = copy.deepcopy(r.record)
+    record["provenance"].pop("graphed", None)
+    record.pop("cuda_graphs", None)
+    if graphed is not None:
+        record["provenance"]["graphed"] = "graphed" if graphed else "eager"
+    record["provenance"].update(prov)
+    return dataclasses.replace(r, config=dataclasses.replace(r.config, seed=seed), record=record)
+
+
+@needs_data
+def test_the_run_table_shows_how_each_record_was_made_and_pages_name_mixed_seed_sets(rec):
+    exp, runs, path = rec
+    r = records.load_record(path)
+    same = {"a": [_as(r, 0, False), _as(r, 1, None)]}  # an older record without the field: eager
+    assert records.steps_mix(same) == {} and records.steps_mix_text(same) == ""
+    mixed = {"a": [_as(r, 0, False, launcher="cli"), _as(r, 1, True, launcher="papermill", gpu_name="NVIDIA H200"),
+                   _as(r, 2, True)]}
+    assert records.steps_mix(mixed) == {exp.name: {"eager": [0], "graphed": [1, 2]}}
+    text = records.steps_mix_text(mixed)
+    assert f"{exp.name} (eager: seed 0; graphed: seeds 1, 2)" in text and "CUDA graphs" in text
+    table = records.records_table(mixed)
+    assert list(table["steps"]) == ["eager", "graphed", "graphed"]
+    assert list(table["launcher"])[:2] == ["cli", "papermill"] and list(table["GPU"])[:2] == ["none", "NVIDIA H200"]
+    for col in ("setup (s)", "train steps (s)", "evaluation (s)", "writing (s)", "shared GPU runs", "torch",
+                "executor", "host", "job"):
+        assert col in table, col
+    old = _as(r, 0, None)
+    old.record.pop("phase_seconds")
+    assert records.records_table([old])["setup (s)"].isna().all()  # a record before phases: shown empty
+
+
+@needs_data
+def test_the_command_line_says_it_launched_its_runs(tmp_path, monkeypatch):
+    from mcr2.cli import main
+
+    monkeypatch.delenv("MCR2_LAUNCHER", raising=False)
+    sets = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
+    assert main(["run", "seg_mnist_ce", *sets, "--runs-dir", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("seg_mnist_ce/seed0-*/record.json")
+    assert json.loads(path.read_text())["provenance"]["launcher"] == "cli"
+    assert "MCR2_LAUNCHER" not in os.environ  # main() leaves the environment as it was
+
+
+def test_the_paper_runners_workers_tell_their_runs_how_they_share_the_gpu(monkeypatch):
+    import io
+    import queue
+
+    from mcr2 import workers
+
+    seen = {}
+
+    class FakeProcess:
+        def __init__(self, cmd, env, **kw):
+            seen.update(env)
+            self.stdout, self.stdin = io.StringIO(""), io.StringIO()
+
+    monkeypatch.setattr(workers.subprocess, "Popen", FakeProcess)
+    workers.Worker(queue.Queue(), streams=2, shared=4)
+    assert (seen["MCR2_LAUNCHER"], seen["MCR2_SHARED_GPU_RUNS"], seen["MCR2_GPU_STREAMS"]) == ("paper-runner", "4", "2")
+
+
+def test_update_record_json_replaces_the_file_whole(tmp_path):
+    (tmp_path / "record.json").write_text(json.dumps({"status": "complete", "config": {}, "phase_seconds": {"writing": 0.0}}))
+    records.update_record_json(tmp_path, lambda rec: rec["phase_seconds"].update(writing=0.5))
+    assert json.loads((tmp_path / "record.json").read_text())["phase_seconds"] == {"writing": 0.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]  # no temporary file left
