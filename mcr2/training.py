@@ -348,7 +348,6 @@ class _Trainer(Evaluation):
                 images_seen += self.X.shape[0]
                 train_seconds += time.perf_counter() - t0
                 phases["train_steps"] = train_seconds
-                t_eval = time.perf_counter()
                 first = (epoch - 1) * len(logs)
                 for s in range(len(logs)):
                     steps.append({"epoch": epoch, "step": first + s + 1, "loss": logs[s, 0].item(),
@@ -357,6 +356,7 @@ class _Trainer(Evaluation):
                 row = {"epoch": epoch, "loss": logs[:, 0].mean().item(), "R": logs[:, 1].mean().item(),
                        "Rc": logs[:, 2].mean().item(), "delta_r": logs[:, 3].mean().item(),
                        "lr": self.opt.param_groups[0]["lr"], "mcr2_on": bool(self.mask_on)}
+                t_eval = time.perf_counter()
                 if switch.enabled:
                     self.modules.eval()
                     row["bg_check_acc"] = switch.check(self.model, self._prep, epoch, self.world, self.device)
