@@ -3,13 +3,15 @@
     python tools/book.py execute NAME [--html] [--profile auto|smoke|paper] [-p key=value ...]
     python tools/book.py build [--profile auto|smoke|paper] [--no-execute]
     python tools/book.py lab                    # JupyterLab on book/, the .py chapters as notebooks
+    python tools/book.py pick --budget SECONDS  # the chapter whose missing paper records fit (GPU window)
 
 Chapters are jupytext percent-format ``book/NAME.py`` files. Each is read with jupytext and
 executed by papermill into ``_build/src/book/NAME.ipynb``: the executed notebooks live only under
 ``_build/`` and never touch the ``.py`` source. ``build`` stages the book's text sources beside
 them in ``_build/src`` and runs ``jupyter-book build`` there with warnings as errors; the HTML
 lands in ``_build/html``. ``execute NAME --html`` rebuilds the HTML after the chapter when every
-other chapter has been executed once.
+other chapter has been executed once. A chapter executed at the paper profile on a CUDA kernel
+trains its missing records there (their provenance says launcher ``papermill``).
 
 Profiles (``--profile``, else ``$MCR2_PROFILE``, else ``auto``): ``auto`` renders each experiment
 at the paper profile where complete paper records are committed in ``results/paper`` (or CUDA is
