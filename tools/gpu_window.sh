@@ -119,8 +119,9 @@ chapter=${MCR2_WINDOW_CHAPTER:-auto}
 left=$((total - (SECONDS - start) - 40))
 if [ "$chapter" = 0 ]; then
   chapter=""; echo "no chapter (MCR2_WINDOW_CHAPTER=0)"
-elif ! python3 -c "$notebook_stack" 2>/dev/null; then
-  chapter=""; echo "!! no chapter executed: the notebook stack is missing (gpu_prepare.sh --no-notebook?)"
+elif ! why=$(python3 -c "$notebook_stack" 2>&1); then
+  chapter=""; echo "!! no chapter executed: the notebook stack does not import (${why##*$'\n'}): not carried" \
+                   "(gpu_prepare.sh --no-notebook), or packed for another Python (MCR2_GPU_PYTHON there)"
 elif [ "$chapter" = auto ]; then
   if python3 -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
     chapter=$(python3 tools/book.py pick --budget "$left")
