@@ -333,7 +333,7 @@ def test_background_head_legend_outside_the_axes():
     legend, axes_box = ax.get_legend().get_window_extent(), ax.get_window_extent()
     assert legend.y1 <= axes_box.y0, "the legend overlaps the plotting area"
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels.count("head calls (almost) every pixel background") == 1  # two bands, one entry
+    assert labels.count("head calls all pixels background") == 1  # two bands, one entry
     assert len(ax.patches) == 2
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .style import SMALL_PT
+
 __all__ = ["plot_claims"]
 
 
@@ -43,7 +45,7 @@ def plot_claims(ax, quantities, title: str | None = None):
     for yi, ours, rep in zip(y, q["ours"], q["report"]):
         fmt = ".3f" if abs(rep) < 2 else ".1f"  # accuracies to 3 decimals, rates and epochs to 1
         text = (f"{ours:{fmt}}" if np.isfinite(ours) else "n/a") + f" (report {rep:{fmt}})"
-        ax.annotate(text, (hi * 1.03, yi), va="center", fontsize="x-small", color="0.25")
+        ax.annotate(text, (hi * 1.03, yi), va="center", fontsize=SMALL_PT, color="0.25")
     ax.set_xlabel("our value ÷ the report's value (dotted: the report)")
     ax.grid(axis="y", visible=False)
     if title:
