@@ -61,7 +61,7 @@ from myst_nb import glue
 import mcr2
 from mcr2.engine import profile_plan
 from mcr2.experiments import CHAPTER_EXPERIMENTS, EXPERIMENTS, PROFILE_SEEDS
-from mcr2.plots import plot_profile_plan, use_style
+from mcr2.plots import legible, page_figure, plot_profile_plan, use_style
 from mcr2.records import default_runs_dir
 
 ROOT = Path(mcr2.__file__).resolve().parents[1]  # the repository, for paths a reader can find
@@ -82,9 +82,9 @@ pd.DataFrame({
 }).set_index("experiment")
 
 # %% tags=["remove-input"]
-fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2), constrained_layout=True)
+fig, ax = page_figure(height=0.32 * len(names) + 1.2)
 plot_profile_plan(ax, plan, paper_seeds=paper_seeds)
-glue("intro-plan", fig, display=False)
+glue("intro-plan", legible(fig, name="intro-plan"), display=False)
 plt.close(fig)
 
 home = default_runs_dir("paper")
