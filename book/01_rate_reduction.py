@@ -108,10 +108,11 @@ print(f"ΔR is largest at r = {best} (d/k = {feature_dim / num_classes:g}); at r
 
 # %%
 fig, axes = page_figure(1, 2, height=3.3, sharey=True)
-plot_rate_curves(axes[0], dims, R_dim, Rc_dim, xlabel="dimension $r$ per class", title="collapse ↔ spread")
-axes[0].axvline(r_fit, color="0.6", lw=1, ls=":")
-plot_rate_curves(axes[1], noises, R_noise, Rc_noise, xlabel=r"noise norm $\sigma$", title=f"noise, $r = {r_fit}$",
+plot_rate_curves(axes[0], dims, R_dim, Rc_dim, xlabel="dimension $r$ per class", title="collapse ↔ spread",
                  legend=False)
+axes[0].axvline(r_fit, color="0.6", lw=1, ls=":")
+plot_rate_curves(axes[1], noises, R_noise, Rc_noise, xlabel=r"noise norm $\sigma$", title=f"noise, $r = {r_fit}$")
+axes[1].legend(loc="center right")  # the one free corner of both panels
 axes[1].set_ylabel("")
 glue("rr-curves", legible(fig, name="rr-curves"), display=False)
 plt.close(fig)
@@ -203,7 +204,8 @@ plt.close(fig)
 # ```{glue:figure} cosine
 # :name: fig-cosine
 #
-# Absolute cosine similarity between features sorted by class (cyan lines separate classes), for
+# The view of report Figure 7 on synthetic features: absolute cosine similarity between features
+# sorted by class (cyan lines separate classes), for
 # classes on lines, on $d/k$-dimensional subspaces and spread over the whole space (noise
 # $\sigma = 0.1$). The title gives each set's $\Delta R$.
 # ```
