@@ -1,7 +1,8 @@
 """Numbers of run records: final metrics (mean ± sd over seeds), the settings a figure was made
-with, and the feature-space summary of report Figure 7 (mean |cosine similarity| per class
-block), as values and as tables. No plotting; the chapters, the figures and the claims ledger
-(:mod:`mcr2.claims`) all use these.
+with (the short :func:`scale_text` for a caption, the page's collapsible provenance block
+:func:`runs_behind`), and the feature-space summary of report Figure 7 (mean |cosine similarity|
+per class block), as values and as tables (:func:`page_table` styles a table for the page). No
+plotting; the chapters, the figures and the claims ledger (:mod:`mcr2.claims`) all use these.
 
 ``runs`` is a dict ``{label: [RunRecord per seed]}`` throughout.
 """
@@ -140,14 +141,14 @@ def settings_text(runs: dict, evaluation: bool = True) -> str:
 
 
 def scale_text(runs: dict) -> str:
-    """The scale of the runs behind a figure, short enough for its caption: "paper profile, 3
-    seeds", or per experiment when they differ ("cls_mnist_ce: paper profile, 1 seed; ...").
+    """The scale of the runs behind a figure, short enough for its caption: "profile paper, 3
+    seeds", or per experiment when they differ ("cls_mnist_ce: profile paper, 1 seed; ...").
     The rest of their provenance goes in :func:`runs_behind`."""
     groups: dict[str, list[str]] = {}
     for name, recs in _by_experiment(runs).items():
         profiles = " + ".join(sorted({r.config.profile for r in recs}))
         n = len({r.config.seed for r in recs})
-        groups.setdefault(f"{profiles} profile, {n} seed{'s' if n != 1 else ''}", []).append(name)
+        groups.setdefault(f"profile {profiles}, {n} seed{'s' if n != 1 else ''}", []).append(name)
     if len(groups) == 1:
         return next(iter(groups))
     return "; ".join(f"{', '.join(names)}: {desc}" for desc, names in groups.items())

@@ -392,8 +392,8 @@ def test_one_profile_and_scale_text():
     assert list(kept) == ["CE"] and list(left_out) == ["MCR²"]
     same, none = one_profile({"a": [smoke], "b": smoke})
     assert list(same) == ["a", "b"] and none == {}
-    assert scale_text({"a": [fake_record("cls_mnist_mcr2", s) for s in (0, 1, 2)]}) == "smoke profile, 3 seeds"
-    assert scale_text({"MCR²": [smoke], "CE": [paper]}) == "cls_mnist_mcr2: smoke profile, 1 seed; cls_mnist_ce: paper profile, 1 seed"
+    assert scale_text({"a": [fake_record("cls_mnist_mcr2", s) for s in (0, 1, 2)]}) == "profile smoke, 3 seeds"
+    assert scale_text({"MCR²": [smoke], "CE": [paper]}) == "cls_mnist_mcr2: profile smoke, 1 seed; cls_mnist_ce: profile paper, 1 seed"
 
 
 def test_page_table_has_no_index_name_row_and_fixed_formats():
