@@ -41,7 +41,9 @@ def plot_claims(ax, quantities, title: str | None = None):
     ax.set_yticks(y, [f"{c} · {name}" for c, name in zip(q["claim"], q["quantity"])])
     finite = ratio[np.isfinite(ratio)]
     hi = max(1.2, float(finite.max()) * 1.05) if len(finite) else 1.2
-    ax.set_xlim(-0.05 * hi, hi * 1.45)  # room on the right for the annotations
+    ax.set_xlim(-0.05 * hi, hi * 1.9)  # room on the right for the annotations at the page's font size
+    ticks = ax.get_xticks()
+    ax.set_xticks(ticks[(ticks >= 0) & (ticks <= hi)])  # no ratios under the annotations
     for yi, ours, rep in zip(y, q["ours"], q["report"]):
         fmt = ".3f" if abs(rep) < 2 else ".1f"  # accuracies to 3 decimals, rates and epochs to 1
         text = (f"{ours:{fmt}}" if np.isfinite(ours) else "n/a") + f" (report {rep:{fmt}})"
