@@ -36,12 +36,12 @@ from myst_nb import glue
 
 from mcr2 import data as mdata
 from mcr2.plots import (
-    PAGE_WIDTH_IN,
     digit_extent,
     image_grid,
     label_rows,
     legible,
     page_figure,
+    page_mosaic,
     plot_class_counts,
     plot_digit_size,
     plot_mean_image,
@@ -150,8 +150,7 @@ plt.close(fig)
 # ## The domain gap at a glance
 
 # %%
-fig = plt.figure(figsize=(PAGE_WIDTH_IN, 5.6), layout="constrained")
-axes = fig.subplot_mosaic([["mnist", "usps", "pad"], ["size", "size", "size"]], height_ratios=[1, 1.25])
+fig, axes = page_mosaic([["mnist", "usps", "pad"], ["size", "size", "size"]], height=5.6, height_ratios=[1, 1.25])
 plot_mean_image(axes["mnist"], test_sets["MNIST"].images, "MNIST mean")
 plot_mean_image(axes["usps"], test_sets["USPS"].images, "USPS mean")
 usps_pad = mdata.digits("usps", "test", usps_layout="pad_random", limit=count_limit)

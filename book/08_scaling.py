@@ -36,6 +36,7 @@ from mcr2.plots import (
     final_run_values,
     legible,
     page_figure,
+    page_mosaic,
     plot_accuracy_vs_resolution,
     plot_cost_vs_pixels,
     plot_cost_vs_resolution,
@@ -134,15 +135,13 @@ page_table(pd.DataFrame({
 # %%
 NEGLIGIBLE = 0.05  # a loss under 5% of a step is what we call negligible
 coarsest = min(resolutions)
-fig, axes = page_figure(2, 2, height=6.0)
-plot_speedup_vs_resolution(axes[0, 0], largest.reset_index())
-plot_cost_vs_resolution(axes[0, 1], largest.reset_index(), "memory_mib")
-axes[0, 1].set_ylabel("peak memory (MiB)" if dev.type == "cuda" else "memory kept for\nbackward (MiB)")
-for ax in axes[0]:
-    ax.set_xlabel("resolution of MCR²")
-axes[1, 0].remove()
-axes[1, 1].remove()
-plot_cost_vs_pixels(fig.add_subplot(2, 1, 2), cost, "time_s")  # the bottom row, at full width
+fig, axes = page_mosaic([["speed", "memory"], ["time", "time"]], height=6.2)  # time at full width below
+plot_speedup_vs_resolution(axes["speed"], largest.reset_index())
+plot_cost_vs_resolution(axes["memory"], largest.reset_index(), "memory_mib")
+axes["memory"].set_ylabel("peak memory (MiB)" if dev.type == "cuda" else "memory kept for\nbackward (MiB)")
+for key in ("speed", "memory"):
+    axes[key].set_xlabel("resolution of MCR²")
+plot_cost_vs_pixels(axes["time"], cost, "time_s")
 glue("08-cost", legible(fig, name="08-cost"), display=False)
 plt.close(fig)
 

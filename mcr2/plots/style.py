@@ -23,6 +23,7 @@ __all__ = [
     "FONT_PT",
     "SMALL_PT",
     "page_figure",
+    "page_mosaic",
     "Legibility",
     "legibility",
     "legible",
@@ -67,6 +68,15 @@ def page_figure(nrows: int = 1, ncols: int = 1, height: float | None = None, wid
 
     kw.setdefault("layout", "constrained")
     return plt.subplots(nrows, ncols, figsize=(width, height or PANEL_HEIGHT_IN * nrows), **kw)
+
+
+def page_mosaic(layout, height: float, width: float = PAGE_WIDTH_IN, **kw):
+    """``subplot_mosaic`` at the page's width (constrained layout), for panels of unequal size,
+    e.g. ``[["a", "b"], ["c", "c"]]``: two panels above one as wide as the page. Returns (fig, axes dict)."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(width, height), layout="constrained")
+    return fig, fig.subplot_mosaic(layout, **kw)
 
 
 @dataclass(frozen=True)
