@@ -186,7 +186,7 @@ plt.close(fig)
 # The report's Figure 7 sorts features by label and shows their pairwise cosine similarity: MCR²
 # wants bright diagonal blocks (a class is low-dimensional) and dark off-diagonal blocks (classes
 # are orthogonal). {numref}`fig-cosine` shows three points of the sweep above: both ends and the
-middle.
+# middle.
 
 # %%
 g = torch.Generator().manual_seed(seed)
