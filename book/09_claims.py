@@ -46,7 +46,7 @@ from mcr2.claims import (
 from mcr2.engine import run_all
 from mcr2.experiments import EXPERIMENTS
 from mcr2.plots import legible, page_figure, plot_claims, use_style
-from mcr2.summary import page_table, runs_behind, settings_text
+from mcr2.summary import page_table, runs_behind, scale_text, settings_text
 
 use_style()
 print(f"profile={profile} seeds={seeds} device={device} retrain={retrain}")
@@ -61,9 +61,8 @@ print(f"profile={profile} seeds={seeds} device={device} retrain={retrain}")
 
 # %%
 records = run_all(list(EXPERIMENTS), profile, seeds, device=device, retrain=retrain, progress=progress)
-scale = settings_text(records, evaluation=False)
-glue("09-scale", Markdown(scale), display=False)
-print(scale)
+print(settings_text(records, evaluation=False))
+glue("09-scale", Markdown(f"the runs listed under *Runs behind this page* ({scale_text(records)})"), display=False)
 HTML(runs_behind(records))
 
 # %% [markdown]
