@@ -39,7 +39,7 @@ import torch
 from myst_nb import glue
 
 import mcr2
-from mcr2.plots import plot_cosine_similarity, plot_rate_curves, plot_subspace_accuracy, use_style
+from mcr2.plots import legible, page_figure, plot_cosine_similarity, plot_rate_curves, plot_subspace_accuracy, use_style
 
 use_style()
 print(f"profile={profile} seed={seed} d={feature_dim} k={num_classes} m_j={samples_per_class} eps_sq={eps_sq}")
@@ -107,18 +107,21 @@ best = dims[int(np.argmax(R_dim - Rc_dim))]
 print(f"ΔR is largest at r = {best} (d/k = {feature_dim / num_classes:g}); at r = d: R = {R_dim[-1]:.2f}, Rc = {Rc_dim[-1]:.2f}")
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-plot_rate_curves(axes[0], dims, R_dim, Rc_dim, xlabel="subspace dimension $r$ per class", title="collapse ↔ spread")
+fig, axes = page_figure(1, 2, height=3.3, sharey=True)
+plot_rate_curves(axes[0], dims, R_dim, Rc_dim, xlabel="dimension $r$ per class", title="collapse ↔ spread",
+                 legend=False)
 axes[0].axvline(r_fit, color="0.6", lw=1, ls=":")
 plot_rate_curves(axes[1], noises, R_noise, Rc_noise, xlabel=r"noise norm $\sigma$", title=f"noise, $r = {r_fit}$")
-glue("rr-curves", fig, display=False)
+axes[1].legend(loc="center right")  # the one free corner of both panels
+axes[1].set_ylabel("")
+glue("rr-curves", legible(fig, name="rr-curves"), display=False)
 plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} rr-curves
 # :name: fig-rr-curves
 #
-# $R$ (discriminative), $R_c$ (compressive) and $\Delta R = R - R_c$ of $k$ classes on
+# $R$ (discriminative), $R_c$ (compressive) and $\Delta R = R - R_c$ of $k$ synthetic classes on
 # $r$-dimensional subspaces, orthogonal while $k r \le d$, computed with `mcr2.rate_reduction`. Left: the dimension $r$ of each class's subspace
 # grows from a line to the whole space (dotted: $r = d/k$). Right: noise spreads classes of
 # dimension $d/k$ over the sphere.
@@ -159,9 +162,9 @@ accuracy = pd.DataFrame(rows)
 accuracy.pivot_table(index="noise", columns="n_components", values="accuracy").iloc[::2].round(3)
 
 # %%
-fig, ax = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
+fig, ax = page_figure(height=3.3)
 plot_subspace_accuracy(ax, accuracy, xlabel=r"noise norm $\sigma$", chance=1 / num_classes)
-glue("ns-accuracy", fig, display=False)
+glue("ns-accuracy", legible(fig, name="ns-accuracy"), display=False)
 plt.close(fig)
 
 # %% [markdown]
@@ -183,25 +186,26 @@ plt.close(fig)
 # The report's Figure 7 sorts features by label and shows their pairwise cosine similarity: MCR²
 # wants bright diagonal blocks (a class is low-dimensional) and dark off-diagonal blocks (classes
 # are orthogonal). {numref}`fig-cosine` shows three points of the sweep above: both ends and the
-middle.
+# middle.
 
 # %%
 g = torch.Generator().manual_seed(seed)
 panels = {"$r = 1$": 1, f"$r = {r_fit}$": r_fit, f"$r = d = {feature_dim}$": feature_dim}
-fig, axes = plt.subplots(1, 3, figsize=(11, 3.8), constrained_layout=True)
+fig, axes = page_figure(1, 3, height=3.0)  # three small heatmaps of four classes each still read in one row
 for ax, (name, r) in zip(axes, panels.items()):
     bases = rotation_bases(num_classes, feature_dim, r, g)
     Z, y = subspace_features(bases, samples_per_class, 0.1, g)
     R, Rc = rates(Z, y)
-    plot_cosine_similarity(ax, Z, y, title=f"{name}: $\\Delta R$ = {R - Rc:.1f}", cbar=ax is axes[-1])
-glue("cosine", fig, display=False)
+    plot_cosine_similarity(ax, Z, y, title=f"{name}\n$\\Delta R$ = {R - Rc:.1f}", cbar=ax is axes[-1])
+glue("cosine", legible(fig, name="cosine"), display=False)
 plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} cosine
 # :name: fig-cosine
 #
-# Absolute cosine similarity between features sorted by class (cyan lines separate classes), for
+# The view of report Figure 7 on synthetic features: absolute cosine similarity between features
+# sorted by class (cyan lines separate classes), for
 # classes on lines, on $d/k$-dimensional subspaces and spread over the whole space (noise
 # $\sigma = 0.1$). The title gives each set's $\Delta R$.
 # ```

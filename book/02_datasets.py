@@ -35,7 +35,20 @@ from IPython.display import display
 from myst_nb import glue
 
 from mcr2 import data as mdata
-from mcr2.plots import digit_extent, plot_class_counts, plot_digit_size, plot_mean_image, plot_samples, use_style
+from mcr2.plots import (
+    digit_extent,
+    image_grid,
+    label_rows,
+    legible,
+    page_figure,
+    page_mosaic,
+    plot_class_counts,
+    plot_digit_size,
+    plot_mean_image,
+    plot_samples,
+    use_style,
+)
+from mcr2.summary import page_table
 
 use_style()
 if count_limit is None:
@@ -61,14 +74,21 @@ def file_names(paths):
     return ", ".join(Path(p).name for p in paths)
 
 
-sets = {**{f"{k} (train)": v for k, v in train_sets.items()}, **{f"{k} (test)": v for k, v in test_sets.items()}}
-sources = pd.DataFrame(
-    [{"dataset": name, "items": len(ds), "files": file_names(ds.source["files"])} for name, ds in sets.items()]
-    + [{"dataset": "MNIST on backgrounds (test)", "items": len(backgrounds),
-        "files": file_names(backgrounds.source["files"]) + f" + {backgrounds.source.get('background_source')}"}]
-).set_index("dataset")
-with pd.option_context("display.max_colwidth", None):  # every file name in full
-    display(sources)
+# Items in each whole split (mcr2.data's counts of the real files): DIGITS trains on MNIST and USPS
+# repeated to MNIST's count, alternating, and validates on both test sets once each.
+SPLIT_SIZE = {
+    "MNIST": mdata.MNIST_COUNTS, "USPS": mdata.USPS_COUNTS,
+    "DIGITS": {"train": 2 * mdata.MNIST_COUNTS["train"], "test": mdata.MNIST_COUNTS["test"] + mdata.USPS_COUNTS["test"]},
+}
+rows = [{"dataset": f"{name} ({split})", "items in the split": SPLIT_SIZE[name][split], "used on this page": len(ds),
+         "files": file_names(ds.source["files"])}
+        for split, group in (("train", train_sets), ("test", test_sets)) for name, ds in group.items()]
+rows.append({"dataset": "MNIST on backgrounds (test)", "items in the split": mdata.MNIST_COUNTS["test"],
+             "used on this page": len(backgrounds),
+             "files": file_names(backgrounds.source["files"]) + f" + {backgrounds.source.get('background_source')}"})
+sources = pd.DataFrame(rows)
+display(page_table(sources.assign(**{c: sources[c].map("{:,}".format) for c in ("items in the split", "used on this page")}),
+                   wrap=("files",)))
 
 # %% [markdown]
 # The backgrounds come from the file named in the last row: torchvision's `cifar-100-python` when
@@ -81,20 +101,21 @@ with pd.option_context("display.max_colwidth", None):  # every file name in full
 # ## Samples and their per-pixel masks
 
 # %%
-rows = [("MNIST", plain), ("USPS", usps_seg), ("MNIST on CIFAR-100", backgrounds)]
-fig, axes = plt.subplots(2 * len(rows), samples, figsize=(1.1 * samples, 2.3 * len(rows)))
+rows = [("MNIST", plain), ("USPS", usps_seg), ("MNIST on\nCIFAR-100", backgrounds)]
+fig, axes = image_grid(2 * len(rows), samples, titles=True)
 for r, (name, ds) in enumerate(rows):
     images, masks = ds.tensors()
     plot_samples(axes[2 * r: 2 * r + 2], images[:samples], masks[:samples], labels=ds.labels[:samples])
-    axes[2 * r, 0].text(-0.15, 0.5, name, transform=axes[2 * r, 0].transAxes, rotation=90, va="center", ha="right", fontsize=9)
-fig.tight_layout()
-glue("02-samples", fig, display=False)
+label_rows(axes[::2, 0], [name for name, _ in rows])
+label_rows(axes[1::2, 0], ["mask"] * len(rows))
+glue("02-samples", legible(fig, name="02-samples"), display=False)
 plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} 02-samples
 # :name: fig-02-samples
-# Validation samples of each domain (top of each pair) and their per-pixel masks (below): black is
+# Validation samples of each domain with their digit labels (top of each pair) and their per-pixel
+# masks (below): black is
 # background (class 0), each digit has its own colour (class $c+1$), the same colours in every
 # chapter. USPS is resized into a 20×20 box centred in 28×28, MNIST's own convention.
 # ```
@@ -108,11 +129,11 @@ plt.close(fig)
 # %%
 counts = {name: np.bincount(ds.labels.numpy(), minlength=10) for name, ds in train_sets.items()}
 domain_share = train_sets["DIGITS"].domain.bincount(minlength=2).tolist()
-fig, ax = plt.subplots(figsize=(7, 3))
+fig, ax = page_figure(height=3.0)
 plot_class_counts(ax, counts)
 ax.set_title(f"training images per digit (first {count_limit or 'all'} of each split)")
-fig.tight_layout()
-glue("02-counts", fig, display=False)
+ax.legend(ncol=3, loc="lower center")
+glue("02-counts", legible(fig, name="02-counts"), display=False)
 glue("02-digits-share", f"{domain_share[0]} MNIST / {domain_share[1]} USPS", display=False)
 plt.close(fig)
 
@@ -129,20 +150,19 @@ plt.close(fig)
 # ## The domain gap at a glance
 
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(10, 2.8), gridspec_kw={"width_ratios": [1, 1, 1, 2]})
-plot_mean_image(axes[0], test_sets["MNIST"].images, "MNIST mean")
-plot_mean_image(axes[1], test_sets["USPS"].images, "USPS mean")
+fig, axes = page_mosaic([["mnist", "usps", "pad"], ["size", "size", "size"]], height=5.6, height_ratios=[1, 1.25])
+plot_mean_image(axes["mnist"], test_sets["MNIST"].images, "MNIST mean")
+plot_mean_image(axes["usps"], test_sets["USPS"].images, "USPS mean")
 usps_pad = mdata.digits("usps", "test", usps_layout="pad_random", limit=count_limit)
-plot_mean_image(axes[2], usps_pad.images, "USPS mean, padded")
+plot_mean_image(axes["pad"], usps_pad.images, "USPS padded")
 sizes = {"MNIST": digit_extent(test_sets["MNIST"].images), "USPS (resized)": digit_extent(test_sets["USPS"].images),
          "USPS (padded)": digit_extent(usps_pad.images)}
-plot_digit_size(axes[3], sizes)
-fig.tight_layout()
-glue("02-gap", fig, display=False)
+plot_digit_size(axes["size"], sizes)
+glue("02-gap", legible(fig, name="02-gap"), display=False)
 plt.close(fig)
 size_table = pd.DataFrame({name: {"median height (px)": float(s.float().median()), "mean height (px)": float(s.float().mean())}
-                           for name, s in sizes.items()}).T.round(1)
-size_table
+                           for name, s in sizes.items()}).T
+page_table(size_table.rename_axis("digits"), digits=1)
 
 # %% [markdown]
 # ```{glue:figure} 02-gap

@@ -22,21 +22,19 @@ progress = "auto"  # training progress: "auto", "bar", "lines" or "off"
 
 # %%
 import matplotlib.pyplot as plt
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown
 from myst_nb import glue
 
 from mcr2.engine import run_all
 from mcr2.experiments import CHAPTER_EXPERIMENTS
-from mcr2.plots import METHOD_COLORS, plot_metric_curves, segmentation_panels_figure, use_style
-from mcr2.records import records_table
-from mcr2.summary import final_metrics_table, settings_text
+from mcr2.plots import METHOD_COLORS, legible, page_figure, plot_metric_curves, segmentation_panels_figure, use_style
+from mcr2.summary import final_metrics_table, page_table, runs_behind, scale_text, settings_text
 
 use_style()
 runs = run_all(CHAPTER_EXPERIMENTS["segmentation"], profile, seeds, retrain=retrain, device=device, progress=progress)
-settings = settings_text(runs)
-glue("04-settings", Markdown(settings), display=False)
-display(Markdown(f"Settings of these runs: {settings}."))
-records_table(runs)[["experiment", "seed", "profile", "epochs", "train images", "commit"]].set_index("experiment")
+print(f"profile: {profile}; {settings_text(runs)}")
+glue("04-scale", Markdown(scale_text(runs)), display=False)
+HTML(runs_behind(runs))
 
 # %% [markdown]
 # ## Predictions on fixed validation images
@@ -44,17 +42,16 @@ records_table(runs)[["experiment", "seed", "profile", "epochs", "train images", 
 # %%
 seg_runs = {"MCR²": runs["seg_mnist_mcr2"], "CE": runs["seg_mnist_ce"]}
 fig = segmentation_panels_figure(seg_runs)
-glue("04-panels", fig, display=False)
+glue("04-panels", legible(fig, name="04-panels"), display=False)
 plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} 04-panels
 # :name: fig-04-panels
 #
-# MNIST validation images (first row), their ground-truth classes (second row) and the classes
-# predicted by the MCR² U-Net (nearest subspace, third row) and the CE U-Net (fourth row), colours
-# as in the legend; the first seed's runs, {glue:md}`04-settings`. The report's Figure 2a shows
-# MCR² panels of this kind, with no numbers.
+# Fixed MNIST validation images (first row), their true classes (second row) and the classes
+# predicted by the MCR² U-Net (nearest subspace, third row) and the CE U-Net (fourth row); the
+# first seed's runs ({glue:md}`04-scale`). MCR²'s row is the report's Figure 2a, which gives no numbers.
 # ```
 #
 # {numref}`fig-04-panels` compares the two models on the same validation images; the table and
@@ -67,24 +64,23 @@ columns = {
     "pixel acc.": "mnist_pixel_acc",
     "mean IoU": "mnist_mean_iou",
 }
-final_metrics_table(seg_runs, columns).T  # one column per model
+page_table(final_metrics_table(seg_runs, columns).T)  # one column per model
 
 # %%
 colors = {"MCR²": METHOD_COLORS["mcr2"], "CE": METHOD_COLORS["ce"]}
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+fig, axes = page_figure(1, 2, height=3.2)
 plot_metric_curves(axes[0], seg_runs, "mnist_foreground_acc", ylabel="non-background pixel accuracy", colors=colors)
 plot_metric_curves(axes[1], seg_runs, "mnist_mean_iou", ylabel="mean IoU (11 classes)", colors=colors)
-glue("04-accuracy", fig, display=False)
+glue("04-accuracy", legible(fig, name="04-accuracy"), display=False)
 plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} 04-accuracy
 # :name: fig-04-accuracy
 #
-# Validation scores over training on MNIST, MCR² vs CE: accuracy over the pixels whose truth is a
-# digit (left; predicting background there counts as an error) and mean intersection-over-union
-# over the 11 classes (right); {glue:md}`04-settings`. The report gives no number for this
-# experiment.
+# Validation scores of MCR² and CE on MNIST over training: accuracy over the pixels whose truth is
+# a digit (left; background predicted there is an error) and mean intersection-over-union over the
+# 11 classes (right); {glue:md}`04-scale`. The report gives no numbers for this experiment.
 # ```
 
 # %%

@@ -19,7 +19,7 @@ progress = "auto"  # training progress: "auto", "bar", "lines" or "off"
 
 # %%
 import matplotlib.pyplot as plt
-from IPython.display import Markdown
+from IPython.display import HTML, Markdown
 from myst_nb import glue
 
 from mcr2.claims import claims_table, verdict_text
@@ -27,36 +27,35 @@ from mcr2.engine import run_all
 from mcr2.experiments import CHAPTER_EXPERIMENTS
 from mcr2.plots import (
     METHOD_COLORS,
+    legible,
+    page_figure,
     plot_rate_curves_over_training,
     segmentation_panels_figure,
     use_style,
 )
-from mcr2.summary import final_metrics_table, records_summary, settings_text, tag_profiles
+from mcr2.summary import final_metrics_table, one_profile, page_table, runs_behind, scale_text, settings_text
 
 use_style()
 runs = run_all(CHAPTER_EXPERIMENTS["backgrounds"], profile, seeds, retrain=retrain, device=device, progress=progress)
-settings = settings_text(runs)
-glue("05-settings", Markdown(settings), display=False)
-glue("05-settings-bg", Markdown(settings_text({"bg": runs["seg_bg_mcr2"]})), display=False)
-print(f"profile: {profile}; {settings}")
-records_summary(runs).style.hide(axis="index").set_properties(**{"font-size": "0.85em"})
+print(f"profile: {profile}; {settings_text(runs)}")
+glue("05-scale-bg", Markdown(scale_text({"bg": runs["seg_bg_mcr2"]})), display=False)
+HTML(runs_behind(runs))
 
 # %% [markdown]
 # ## Predictions over backgrounds
 
 # %%
 fig = segmentation_panels_figure({"MCR²": runs["seg_bg_mcr2"]})
-glue("05-panels", fig, display=False)
+glue("05-panels", legible(fig, name="05-panels"), display=False)
 plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} 05-panels
 # :name: fig-05-panels
 #
-# MNIST digits over natural-image backgrounds (validation, first row), their ground-truth classes
-# (second row) and the MCR² U-Net's predictions (third row); the first seed's run,
-# {glue:md}`05-settings-bg`. The report's Figure 2b shows that the digit is found but its pixels
-# often get the wrong class.
+# Fixed validation digits over natural-image backgrounds (first row), their true classes (second
+# row) and the MCR² U-Net's predictions (third row), the first seed's run ({glue:md}`05-scale-bg`):
+# report Figure 2b, where the digit is found but its pixels often get the wrong class.
 # ```
 #
 # {numref}`fig-05-panels` shows the predictions; the accuracies below compare them with the
@@ -76,28 +75,30 @@ columns = {
     "mean IoU": "mnist_mean_iou",
 }
 data_runs = {"plain MNIST": runs["seg_mnist_mcr2"], "MNIST over backgrounds": runs["seg_bg_mcr2"]}
-final_metrics_table(data_runs, columns)
+page_table(final_metrics_table(data_runs, columns))
 
 # %% [markdown]
 # ## $R$ and $R_c$ during training
 
 # %%
 colors = {"plain MNIST": METHOD_COLORS["mnist"], "MNIST over backgrounds": METHOD_COLORS["cifar_bg"]}
-tagged, tagged_colors = tag_profiles(data_runs, colors)  # names each run's profile if they differ
-fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
-plot_rate_curves_over_training(ax, tagged, colors=tagged_colors)
-glue("05-rates", fig, display=False)
+kept, left_out = one_profile(data_runs)  # one epoch scale: runs of a smaller profile are left out
+fig, ax = page_figure(height=3.4)
+plot_rate_curves_over_training(ax, kept, colors=colors)
+glue("05-rates", legible(fig, name="05-rates"), display=False)
 plt.close(fig)
+glue("05-scale", Markdown(scale_text(kept) + (
+    "; left out so that the epoch axis has one scale: " + "; ".join(f"{k} ({scale_text({k: v})})" for k, v in left_out.items())
+    if left_out else "")), display=False)
 
 # %% [markdown]
 # ```{glue:figure} 05-rates
 # :name: fig-05-rates
 #
 # Discriminative rate $R$ (solid) and compressive rate $R_c$ (dashed) of the training batches,
-# averaged over each epoch, for the MCR² U-Net on plain MNIST (purple) and over backgrounds
-# (grey), as in the report's Figure 3; {glue:md}`05-settings`. The report's values at the end of
-# training (feature dimension 128): $R$ ≈ 45–46 on both, $R_c$ ≈ 34.5 on MNIST and ≈ 37.5 over
-# backgrounds.
+# averaged over each epoch, of the MCR² U-Net on plain MNIST (purple) and over backgrounds (grey):
+# report Figure 3, whose final values (d = 128) are $R$ ≈ 45–46 on both, $R_c$ ≈ 34.5 on MNIST and
+# ≈ 37.5 over backgrounds. Runs: {glue:md}`05-scale`.
 # ```
 #
 # {numref}`fig-05-rates` shows how the two rates evolve. The rates grow with the feature
@@ -108,7 +109,7 @@ plt.close(fig)
 # report's, with the claims ledger's verdict ({doc}`09_claims`):
 
 # %%
-claims_table(runs, ["3"]).style.hide(axis="index")
+page_table(claims_table(runs, ["3"]), wrap=("quantity", "verdict"))
 
 # %% tags=["remove-output"]
 # (The verdicts print here for a notebook; the page shows them once, as Markdown, below.)

@@ -26,13 +26,13 @@ progress = "auto"  # training progress: "auto", "bar", "lines" or "off"
 
 # %%
 import matplotlib.pyplot as plt
-from IPython.display import Markdown
+from IPython.display import HTML, Markdown
 from myst_nb import glue
 
 from mcr2.claims import claims_table, verdict_text
 from mcr2.engine import run_all
-from mcr2.plots import plot_feature_cosine, use_style
-from mcr2.summary import cosine_summary_table, record_cosine_blocks, records_summary, settings_text
+from mcr2.plots import legible, page_figure, plot_feature_cosine, use_style
+from mcr2.summary import cosine_summary_table, page_table, record_cosine_blocks, runs_behind, scale_text, settings_text
 
 use_style()
 runs = run_all(["seg_bg_mcr2", "seg_bg_mcr2_masked"], profile, seeds, retrain=retrain, device=device, progress=progress)
@@ -40,27 +40,29 @@ settings = settings_text(runs)
 sources = sorted({record_cosine_blocks(r).describe() for recs in runs.values() for r in recs})
 kept = sorted({len(r.artefacts["feature_labels"]) for recs in runs.values() for r in recs})
 pixels = f"block means from {'; '.join(sources)}; heatmaps from the {', '.join(f'{n:,}' for n in kept)} pixels each run keeps"
-glue("07-settings", Markdown(f"{settings}; {pixels}"), display=False)
+glue("07-pixels", Markdown(pixels), display=False)
+glue("07-scale", Markdown(scale_text(runs)), display=False)
 print(f"profile: {profile}; {settings}\n{pixels}")
-records_summary(runs).style.hide(axis="index").set_properties(**{"font-size": "0.85em"})
+HTML(runs_behind(runs))
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 5), constrained_layout=True)
-plot_feature_cosine(axes[0], runs["seg_bg_mcr2"], exclude_background=True, title="without background masking",
-                    cbar=False)
-plot_feature_cosine(axes[1], runs["seg_bg_mcr2_masked"], exclude_background=True, title="with background masking")
-glue("07-cosine", fig, display=False)
+fig, axes = page_figure(1, 2, height=3.9)
+# As in the report: the unmasked model's panel keeps the background class (its sparse block is the
+# point), the masked model's leaves it out (that model learns no MCR² representation of it).
+plot_feature_cosine(axes[0], runs["seg_bg_mcr2"], title="without masking (bg kept)", cbar=False)
+plot_feature_cosine(axes[1], runs["seg_bg_mcr2_masked"], exclude_background=True, title="with masking (digits)")
+glue("07-cosine", legible(fig, name="07-cosine"), display=False)
 plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} 07-cosine
 # :name: fig-07-cosine
 #
-# Absolute cosine similarity between the features of random validation pixels (MNIST over
-# backgrounds) whose truth is a digit, sorted by label (digits 0–9), class blocks outlined: MCR²
-# without (left) and with background masking (right); background pixels are left out of both, as
-# the report does for the masked model; the first seed's runs, {glue:md}`07-settings`. The
-# report's Figure 7: off-diagonal blocks near zero with masking, bright off-diagonal blocks without.
+# Report Figure 7: absolute cosine similarity between the features of random validation pixels
+# (MNIST over backgrounds) sorted by label, class blocks outlined, for MCR² without (left, with the
+# background class "bg") and with background masking (right, digits only, as in the report). The
+# report sees a sparse background block and bright off-diagonal blocks without masking, off-diagonal
+# blocks near zero with it. The first seed's runs ({glue:md}`07-scale`); {glue:md}`07-pixels`.
 # ```
 #
 # {numref}`fig-07-cosine` shows the two feature spaces. The table summarises each from its
@@ -69,14 +71,14 @@ plt.close(fig)
 
 # %%
 named = {"without masking": runs["seg_bg_mcr2"], "with masking": runs["seg_bg_mcr2_masked"]}
-cosine_summary_table(named)
+page_table(cosine_summary_table(named), wrap=("pixels",))
 
 # %% [markdown]
 # The digit-class numbers are those of the report's claim; beside it the claims ledger's verdict
 # ({doc}`09_claims`):
 
 # %%
-claims_table(runs, ["6"]).style.hide(axis="index")
+page_table(claims_table(runs, ["6"]), wrap=("quantity", "verdict"))
 
 # %% tags=["remove-output"]
 # (The verdicts print here for a notebook; the page shows them once, as Markdown, below.)

@@ -25,7 +25,7 @@ repeats = 7  # interleaved timing rounds per batch size (at least 5): each time 
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 from myst_nb import glue
 
 from mcr2 import paper
@@ -34,6 +34,9 @@ from mcr2.engine import profile_plan, resolve_device, run_all
 from mcr2.experiments import experiment
 from mcr2.plots import (
     final_run_values,
+    legible,
+    page_figure,
+    page_mosaic,
     plot_accuracy_vs_resolution,
     plot_cost_vs_pixels,
     plot_cost_vs_resolution,
@@ -43,8 +46,8 @@ from mcr2.plots import (
     resolution_label,
     use_style,
 )
-from mcr2.records import default_runs_dir, records_table
-from mcr2.summary import final_value, settings_text
+from mcr2.records import default_runs_dir
+from mcr2.summary import final_value, page_table, runs_behind, scale_text, settings_text
 
 # The same measuring functions as benchmarks/bench_resolution.py.
 from mcr2.profiling import FULL, device_name, measure_loss, resolved
@@ -117,12 +120,12 @@ def with_range(row, column, fmt="{:.2f}", scale=1.0):
 
 
 largest = cost[cost["images"] == max(images_per_batch)].set_index("size")
-pd.DataFrame({
+page_table(pd.DataFrame({
     "loss (ms)": [with_range(r, "time_s", "{:.1f}", 1e3) for _, r in largest.iterrows()],
     "× faster": [with_range(r, "speedup") for _, r in largest.iterrows()],
     "memory (MiB)": largest["memory_mib"].round(1).to_numpy(),
     "share of step": [with_range(r, "share", "{:.1f}", 100) + " %" for _, r in largest.iterrows()],
-}, index=pd.Index([resolution_label(s) for s in largest.index], name=f"MCR² at, {max(images_per_batch)} images"))
+}, index=pd.Index([resolution_label(s) for s in largest.index], name=f"MCR² at ({max(images_per_batch)} images)")), digits=1)
 
 # %% [markdown]
 # Each cell: median [min–max] of the interleaved rounds, for the largest batch (the figures below
@@ -132,12 +135,14 @@ pd.DataFrame({
 # %%
 NEGLIGIBLE = 0.05  # a loss under 5% of a step is what we call negligible
 coarsest = min(resolutions)
-fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), constrained_layout=True)
-plot_speedup_vs_resolution(axes[0], largest.reset_index())
-plot_cost_vs_resolution(axes[1], largest.reset_index(), "memory_mib")
-axes[1].set_ylabel("peak memory (MiB)" if dev.type == "cuda" else "memory kept for backward (MiB)")
-plot_cost_vs_pixels(axes[2], cost, "time_s")
-glue("08-cost", fig, display=False)
+fig, axes = page_mosaic([["speed", "memory"], ["time", "time"]], height=6.2)  # time at full width below
+plot_speedup_vs_resolution(axes["speed"], largest.reset_index())
+plot_cost_vs_resolution(axes["memory"], largest.reset_index(), "memory_mib")
+axes["memory"].set_ylabel("peak memory (MiB)" if dev.type == "cuda" else "memory kept for\nbackward (MiB)")
+for key in ("speed", "memory"):
+    axes[key].set_xlabel("resolution of MCR²")
+plot_cost_vs_pixels(axes["time"], cost, "time_s")
+glue("08-cost", legible(fig, name="08-cost"), display=False)
 plt.close(fig)
 
 memory_kind = "the CUDA allocator's peak" if dev.type == "cuda" else "the memory autograd keeps for the backward pass"
@@ -175,8 +180,8 @@ print(f"at {max(images_per_batch)} images, {resolution_label(coarsest)}: {speed}
 #
 # Forward+backward cost of the MCR² loss on random unit features, for a batch of
 # {glue:text}`08-images` images: how many times faster than at full resolution, paired within
-# each round (left; dotted: no difference), and memory (middle), against the resolution the loss
-# is computed at; time against the pixels per batch, one line per resolution (right, log-log).
+# each round (top left; dotted: no difference), and memory (top right), against the resolution the
+# loss is computed at; time against the pixels per batch, one line per resolution (bottom, log-log).
 # Points are medians, bars the range of the rounds: {glue:md}`08-cost-setting`.
 # ```
 #
@@ -185,9 +190,9 @@ print(f"at {max(images_per_batch)} images, {resolution_label(coarsest)}: {speed}
 # $(s/28)^2$ of them, so 14×14 keeps a quarter and 7×7 a sixteenth. {glue:md}`08-why`
 
 # %%
-fig, ax = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
+fig, ax = page_figure(height=3.4)
 plot_share_vs_pixels(ax, cost, negligible=NEGLIGIBLE)
-glue("08-share", fig, display=False)
+glue("08-share", legible(fig, name="08-share"), display=False)
 plt.close(fig)
 
 
@@ -245,21 +250,21 @@ settings = settings_text(runs)
 if any(r.config.profile == "custom" for recs in runs.values() for r in recs):
     settings += (f" (profile custom: the {profile} profile with only `loss.mcr2_resolution` changed, at "
                  + ", ".join(resolution_label(s) for s in resolutions if s != FULL) + ")")
-glue("08-settings", Markdown(settings), display=False)
-display(Markdown(f"Settings of these runs: {settings}."))
-records_table(runs).assign(resolution=[resolution_label(s) for s, recs in runs.items() for _ in recs])[
-    ["resolution", "seed", "profile", "epochs", "commit", "wall time (s)"]].set_index("resolution")
+print(f"Settings of these runs: {settings}.")
+glue("08-scale", Markdown(scale_text({resolution_label(s): recs for s, recs in runs.items()})), display=False)
+HTML(runs_behind({resolution_label(s): recs for s, recs in runs.items()}))
 
 # %% [markdown]
 # The wall times above were recorded one run after another, under whatever load the machine had
 # then: they are listed, not compared. The interleaved rounds above are the measurement of speed.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+fig, axes = page_figure(1, 2, height=3.3)
 plot_accuracy_vs_resolution(axes[0], runs)
+axes[0].set_xlabel("resolution of MCR²")
 plot_metric_curves(axes[1], {resolution_label(s): recs for s, recs in runs.items()}, "mnist_foreground_acc",
                    ylabel="non-background pixel accuracy")
-glue("08-accuracy", fig, display=False)
+glue("08-accuracy", legible(fig, name="08-accuracy"), display=False)
 plt.close(fig)
 
 # %% [markdown]
@@ -268,7 +273,7 @@ plt.close(fig)
 #
 # `seg_mnist_mcr2` trained with MCR² at each resolution, predictions at full resolution: final
 # validation accuracy over the pixels whose truth is a digit (left) and that accuracy over
-# training (right); {glue:md}`08-settings`.
+# training (right); {glue:md}`08-scale`.
 # ```
 
 # %%
@@ -321,6 +326,6 @@ total_text += (f"; the {totals['missing']} without a committed record about {tot
                f"made by `python -m mcr2 paper --budget SECONDS` on a GPU machine (README)." if totals["missing"]
                else "; every one of them has a committed record.")
 glue("08-profile-total", Markdown(total_text), display=False)
-(paper.profile_table(paper_dir).style.hide(axis="index")
- .set_properties(**{"text-align": "left", "white-space": "normal", "font-size": "0.85em"}))
+profile_frame = paper.profile_table(paper_dir)
+page_table(profile_frame, wrap=(profile_frame.columns[-1],))  # the last column explains, in words
 

@@ -27,7 +27,7 @@ progress = "auto"  # training progress: "auto" | "bar" | "lines" | "off"
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Markdown
+from IPython.display import HTML, Markdown
 from myst_nb import glue
 
 from mcr2.claims import (
@@ -45,8 +45,8 @@ from mcr2.claims import (
 )
 from mcr2.engine import run_all
 from mcr2.experiments import EXPERIMENTS
-from mcr2.plots import plot_claims, use_style
-from mcr2.summary import records_summary, settings_text
+from mcr2.plots import legible, page_figure, plot_claims, use_style
+from mcr2.summary import page_table, runs_behind, scale_text, settings_text
 
 use_style()
 print(f"profile={profile} seeds={seeds} device={device} retrain={retrain}")
@@ -61,10 +61,9 @@ print(f"profile={profile} seeds={seeds} device={device} retrain={retrain}")
 
 # %%
 records = run_all(list(EXPERIMENTS), profile, seeds, device=device, retrain=retrain, progress=progress)
-scale = settings_text(records, evaluation=False)
-glue("09-scale", Markdown(scale), display=False)
-print(scale)
-records_summary(records).style.hide(axis="index").set_properties(**{"font-size": "0.85em"})
+print(settings_text(records, evaluation=False))
+glue("09-scale", Markdown(f"the runs listed under *Runs behind this page* ({scale_text(records)})"), display=False)
+HTML(runs_behind(records))
 
 # %% [markdown]
 # ## The verdict rules
@@ -91,7 +90,7 @@ print(f"verdicts need: profile {VERDICT_PROFILE!r}; each test: {TEST_RULE}; 'abo
       f"α = {ALPHA:g} each way, ≥ {MIN_SEEDS} seeds")
 rules = pd.DataFrame({"claim": [c.label for c in CLAIMS], "needs": [", ".join(c.experiments) for c in CLAIMS],
                       "tests": [c.rule for c in CLAIMS]})
-rules.style.hide(axis="index").set_properties(**{"text-align": "left", "white-space": "normal"})
+page_table(rules, wrap=("needs", "tests"))
 
 # %% [markdown]
 # ## The ledger, line by line
@@ -238,19 +237,19 @@ shown = quantities[quantities["report"].notna()]
 by_profile = shown.groupby("profile")["label"].unique()
 glue("09-quantity-profiles", Markdown("; ".join(f"claims {', '.join(labels)}: {p} profile"
                                                 for p, labels in by_profile.items())), display=False)
-fig, ax = plt.subplots(figsize=(9, 0.32 * len(shown) + 1.4), constrained_layout=True)
+fig, ax = page_figure(height=0.3 * len(shown) + 1.3)
 plot_claims(ax, quantities)
-glue("09-claims", fig, display=False)
+glue("09-claims", legible(fig, name="09-claims"), display=False)
 plt.close(fig)
 table = quantities.drop(columns=["claim", "bound"]).rename(columns={"label": "claim"})
-(table.style.hide(axis="index").format({"report": "{:g}", "ours": "{:.4g}", "sd": "{:.2g}"}, na_rep="—")
- .set_properties(**{"text-align": "left", "font-size": "0.9em"}))
+page_table(table).format({"report": "{:g}", "ours": "{:.4g}", "sd": "{:.2g}"}, na_rep="—")
 
 # %% [markdown]
 # ```{glue:figure} 09-claims
 # :name: fig-09-claims
 #
-# Every number the report gives for a claim, ours as a fraction of it (dotted line: the report;
+# Every number the report gives for a claim (read off report Figures 1, 3, 4 and 5 and its text), ours
+# as a fraction of it (dotted line: the report;
 # bars: ± one seed-to-seed sd when there are several seeds; the numbers themselves at the right);
 # {glue:md}`09-quantity-profiles`. Claims without a number in the report (6, 7, 11, 12, 13: sentences
 # and heatmaps) are left out; claim 2a's USPS numbers have none either (the report's come from the
@@ -277,8 +276,7 @@ glue("09-paper-missing", Markdown(
      f"as the verdicts need)." if missing else "Every experiment has paper-profile records.")
     + f" Paper-profile records in this build: {sum(len(r) for r in paper.values())} "
       f"({', '.join(f'{n} × {len(r)}' for n, r in paper.items()) or 'none'})."), display=False)
-(paper_ledger.style.hide(axis="index")
- .set_properties(**{"text-align": "left", "white-space": "normal", "vertical-align": "top", "font-size": "0.9em"}))
+page_table(paper_ledger, wrap=("our value", "why"))
 
 # %% [markdown]
 # {glue:md}`09-paper-missing`

@@ -20,7 +20,7 @@ progress = "auto"  # training progress: "auto", "bar", "lines" or "off"
 # %%
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import Markdown
+from IPython.display import HTML, Markdown, display
 from myst_nb import glue
 
 import mcr2
@@ -28,8 +28,8 @@ from mcr2 import data
 from mcr2.engine import run
 from mcr2.experiments import PROFILES, experiment
 from mcr2.faithfulness import BATCHNORM_TOPIC, FIT_TOPIC, deviations_table
-from mcr2.plots import digit_extent, plot_digit_size, plot_samples, use_style
-from mcr2.summary import final_value, settings_text
+from mcr2.plots import digit_extent, image_grid, label_rows, legible, plot_digit_size, plot_samples, use_style
+from mcr2.summary import final_value, page_table, runs_behind, scale_text
 
 use_style()
 measured_profile = "smoke" if profile == "auto" else profile
@@ -71,8 +71,9 @@ effects = {
 for topic, text in effects.items():
     print(f"{topic}: {text}")
 glue("10-measured", Markdown("; ".join(effects.values())), display=False)
-glue("10-measured-settings", Markdown(settings_text({"a": [bn_on, bn_off], "b": [fit_all, fit_part]})),
-     display=False)
+measured = {"BatchNorm": [bn_on, bn_off], "fit": [fit_all, fit_part]}
+glue("10-measured-settings", Markdown(scale_text(measured)), display=False)
+display(HTML(runs_behind(measured)))
 
 # %% [markdown]
 # Measured ({glue:md}`10-measured-settings`): {glue:md}`10-measured`. The deviation table below
@@ -82,8 +83,7 @@ glue("10-measured-settings", Markdown(settings_text({"a": [bn_on, bn_off], "b": 
 
 # %%
 table = deviations_table(effects)
-(table.style.hide(axis="index")
- .set_properties(**{"text-align": "left", "white-space": "normal", "font-size": "0.8em", "vertical-align": "top"}))
+page_table(table, wrap=tuple(table.columns))  # every column wraps: the table fits the page
 
 # %% [markdown]
 # *Kind*: **report vs code** — both are defensible, the switch gives the other one; **fault** — a
@@ -111,24 +111,25 @@ heights = {"MNIST": digit_extent(mnist.images), **{f"USPS, {k}": digit_extent(v.
 for name, h in heights.items():
     print(f"{name:18s} digit height {h.float().mean():5.1f} ± {h.float().std():.1f} px")
 
-rows = [("MNIST", mnist), *((f"USPS {k}", v) for k, v in usps.items())]
-fig = plt.figure(figsize=(11, 4.6), constrained_layout=True)
-grid = fig.add_gridspec(len(rows), examples + 4)
+rows = [("MNIST", mnist), *((f"USPS\n{k}", v) for k, v in usps.items())]
+below = 3.0  # inches under the images for the histogram of digit heights
+fig, axes = image_grid(len(rows), examples, titles=True, below_in=below)
 for i, (name, ds) in enumerate(rows):
-    axes = [fig.add_subplot(grid[i, j]) for j in range(examples)]
-    plot_samples(axes, ds.images[:examples], labels=[f"{int(y)}" for y in ds.labels[:examples]])
-    axes[0].text(-0.15, 0.5, name, transform=axes[0].transAxes, ha="right", va="center", fontsize="small")
-size_ax = plot_digit_size(fig.add_subplot(grid[:, examples:]), heights)
-size_ax.legend(loc="upper left", fontsize="small")
-glue("10-usps-layouts", fig, display=False)
+    plot_samples(axes[i], ds.images[:examples], labels=[f"{int(y)}" for y in ds.labels[:examples]])
+label_rows(axes[:, 0], [name for name, _ in rows])
+height = fig.get_figheight()
+size_ax = plot_digit_size(fig.add_axes((0.12, 0.55 / height, 0.86, (below - 0.8) / height)), heights)
+size_ax.set_xlabel("digit height (px, bounding box of pixels ≥ 0.3)")
+size_ax.legend(loc="upper left")
+glue("10-usps-layouts", legible(fig, name="10-usps-layouts"), display=False)
 plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} 10-usps-layouts
 # :name: fig-10-usps-layouts
 #
-# Left: the first validation digits of MNIST and of USPS under both layouts
-# (`mcr2.data.digits("usps", "test", usps_layout=...)`). Right: the distribution of digit height
+# Top: the first validation digits of MNIST and of USPS under both layouts
+# (`mcr2.data.digits("usps", "test", usps_layout=...)`). Bottom: the distribution of digit height
 # (bounding box of pixels ≥ 0.3) over 500 validation images of each.
 # ```
 #
@@ -155,12 +156,11 @@ print(f"seed {seed + 1}: different composites: {differs}; same digits and masks:
 print(f"background source: {first.source.get('background_source')}, pictures: {first.source.get('background_pictures')}")
 assert same and differs, "background composites are not a pure function of (seed, split, index)"
 
-fig, axes = plt.subplots(3, examples, figsize=(11, 4.4), constrained_layout=True)
+fig, axes = image_grid(3, examples)
 plot_samples(axes[:2], first.images, first.masks)
 plot_samples(axes[2:], other.images)
-for ax, text in zip(axes[:, 0], (f"seed {seed}", "mask", f"seed {seed + 1}")):
-    ax.text(-0.15, 0.5, text, transform=ax.transAxes, ha="right", va="center", fontsize="small")
-glue("10-backgrounds", fig, display=False)
+label_rows(axes[:, 0], (f"seed {seed}", "mask", f"seed {seed + 1}"))
+glue("10-backgrounds", legible(fig, name="10-backgrounds"), display=False)
 plt.close(fig)
 
 # %% [markdown]

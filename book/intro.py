@@ -61,8 +61,9 @@ from myst_nb import glue
 import mcr2
 from mcr2.engine import profile_plan
 from mcr2.experiments import CHAPTER_EXPERIMENTS, EXPERIMENTS, PROFILE_SEEDS
-from mcr2.plots import plot_profile_plan, use_style
+from mcr2.plots import legible, page_figure, plot_profile_plan, use_style
 from mcr2.records import default_runs_dir
+from mcr2.summary import page_table
 
 ROOT = Path(mcr2.__file__).resolve().parents[1]  # the repository, for paths a reader can find
 
@@ -72,19 +73,19 @@ plan = profile_plan(names, profile)  # what the chapters render: {name: (profile
 recorded = profile_plan(names, "auto", device="cpu")  # without CUDA, auto names the paper seeds on record
 paper_seeds = len(PROFILE_SEEDS["paper"])
 chapters = {name: ", ".join(topic for topic, members in CHAPTER_EXPERIMENTS.items() if name in members) for name in names}
-pd.DataFrame({
+page_table(pd.DataFrame({
     "experiment": names,
     "chapters": [chapters[n] or "—" for n in names],
     "profile": [plan[n][0] for n in names],
     "seeds": [", ".join(map(str, plan[n][1])) for n in names],
     "paper records": [f"seed {', '.join(map(str, recorded[n][1]))}" if recorded[n][0] == "paper" else "none"
                       for n in names],
-}).set_index("experiment")
+}))
 
 # %% tags=["remove-input"]
-fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2), constrained_layout=True)
+fig, ax = page_figure(height=0.32 * len(names) + 1.2)
 plot_profile_plan(ax, plan, paper_seeds=paper_seeds)
-glue("intro-plan", fig, display=False)
+glue("intro-plan", legible(fig, name="intro-plan"), display=False)
 plt.close(fig)
 
 home = default_runs_dir("paper")

@@ -1,13 +1,16 @@
 """Numbers of run records: final metrics (mean ± sd over seeds), the settings a figure was made
-with, and the feature-space summary of report Figure 7 (mean |cosine similarity| per class
-block), as values and as tables. No plotting; the chapters, the figures and the claims ledger
-(:mod:`mcr2.claims`) all use these.
+with (the short :func:`scale_text` for a caption, the page's collapsible provenance block
+:func:`runs_behind`), and the feature-space summary of report Figure 7 (mean |cosine similarity|
+per class block), as values and as tables (:func:`page_table` styles a table for the page). No
+plotting; the chapters, the figures and the claims ledger (:mod:`mcr2.claims`) all use these.
 
 ``runs`` is a dict ``{label: [RunRecord per seed]}`` throughout.
 """
 from __future__ import annotations
 
+import html
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +21,11 @@ from .metrics import cosine_abs_blocks
 
 __all__ = [
     "settings_text",
+    "scale_text",
     "evaluation_text",
+    "one_profile",
+    "runs_behind",
+    "page_table",
     "tag_profiles",
     "records_summary",
     "mean_sd",
@@ -131,6 +138,171 @@ def settings_text(runs: dict, evaluation: bool = True) -> str:
         ev = evaluation_text(runs)
         text += f"; {ev}" if ev else ""
     return text
+
+
+def scale_text(runs: dict) -> str:
+    """The scale of the runs behind a figure, short enough for its caption: "profile paper, 3
+    seeds", or per experiment when they differ ("cls_mnist_ce: profile paper, 1 seed; ...").
+    The rest of their provenance goes in :func:`runs_behind`."""
+    groups: dict[str, list[str]] = {}
+    for name, recs in _by_experiment(runs).items():
+        profiles = " + ".join(sorted({r.config.profile for r in recs}))
+        n = len({r.config.seed for r in recs})
+        groups.setdefault(f"profile {profiles}, {n} seed{'s' if n != 1 else ''}", []).append(name)
+    if len(groups) == 1:
+        return next(iter(groups))
+    return "; ".join(f"{', '.join(names)}: {desc}" for desc, names in groups.items())
+
+
+#: Profiles from the largest scale down: where the runs of one figure differ, the largest is drawn.
+_PROFILE_ORDER = ("paper", "custom", "smoke")
+
+
+def one_profile(runs: dict) -> tuple[dict, dict]:
+    """The runs of one figure at one scale: where their profiles differ (e.g. a paper CE run of
+    100 epochs beside a smoke MCR² run of 4), keep those of the largest profile (paper, then
+    custom, then smoke) so that an axis has one scale. Returns (kept, left out), both
+    ``{label: records}``; a chapter says what it left out."""
+    runs = {label: _as_list(recs) for label, recs in runs.items()}
+    profiles = {label: {r.config.profile for r in recs} for label, recs in runs.items()}
+    present = set().union(*profiles.values()) if profiles else set()
+    if len(present) <= 1:
+        return runs, {}
+    top = min(present, key=lambda p: _PROFILE_ORDER.index(p) if p in _PROFILE_ORDER else len(_PROFILE_ORDER))
+    kept = {label: recs for label, recs in runs.items() if profiles[label] == {top}}
+    return kept, {label: recs for label, recs in runs.items() if label not in kept}
+
+
+# Record fields shown in their own columns of :func:`runs_behind` (or not provenance at all);
+# every other scalar field of a record or of its provenance gets a column of the second table.
+_SHOWN = {"status", "name", "profile", "seed", "key", "config", "provenance", "started", "data", "summary", "events",
+          "wall_time_s", "cuda_graphs", "graphed", "world_size", "gpu_name"}
+_SHOWN_PROVENANCE = {"git_commit", "git_dirty", "device"}
+
+
+def _distinct(values) -> str:
+    values = [v for v in values if v is not None and v != ""]
+    out = list(dict.fromkeys(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values))
+    return ", ".join(out) if out else "—"
+
+
+def _steps(r) -> str | None:
+    """"graphed" (each step replayed as a CUDA graph) or "eager", as the record says; None when
+    the record predates the field."""
+    flag = r.record.get("graphed", r.record.get("cuda_graphs"))
+    return None if flag is None else ("graphed" if flag else "eager")
+
+
+def _device(r) -> str:
+    rec, dev = r.record, r.record.get("provenance", {}).get("device", {})
+    name = rec.get("gpu_name") or dev.get("name") or dev.get("type") or "?"
+    world = rec.get("world_size")
+    return f"{world} × {name}" if isinstance(world, int) and world > 1 else str(name)
+
+
+def _scalar(v) -> bool:
+    return isinstance(v, (str, int, float, bool)) and not isinstance(v, dict)
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    return ('<div style="overflow-x:auto">' + frame.to_html(index=False, border=0, classes="table", na_rep="—")
+            + "</div>")
+
+
+def runs_behind(runs: dict, title: str = "Runs behind this page") -> str:
+    """The provenance of a page's runs as one collapsible HTML block (a chapter shows it once):
+    per experiment its profile, seeds, epochs, training images, device, eager or graphed steps,
+    commit(s), date(s) and mean wall time; a second table with every other field the records
+    carry (software versions, launcher, ... whatever they have); then the evaluation notes
+    (BatchNorm re-estimation, nearest-subspace fit and dimension) and the device's
+    nondeterminism note."""
+    by_name = _by_experiment(runs)
+    if not by_name:
+        raise ValueError("runs_behind needs at least one run record")
+    main, extra, notes = [], [], []
+    for name, recs in by_name.items():
+        images = sorted({r.record.get("data", {}).get("train", {}).get("N") for r in recs} - {None})
+        backgrounds = {r.record.get("data", {}).get("train", {}).get("background_source") for r in recs} - {None}
+        walls = [r.record.get("wall_time_s") for r in recs if isinstance(r.record.get("wall_time_s"), (int, float))]
+        steps = [_steps(r) for r in recs]
+        row = {
+            "experiment": name,
+            "profile": _distinct(sorted({r.config.profile for r in recs})),
+            "seeds": _join(sorted({r.config.seed for r in recs})),
+            "epochs": _join(sorted({r.config.optim.epochs for r in recs})),
+            "train images": _join(images, lambda n: f"{n:,}") or "?",
+            "device": _distinct(_device(r) for r in recs),
+            "steps": _distinct(s or "not recorded" for s in steps),
+            "commit": _distinct(sorted({_commit(r) for r in recs})),
+            "date": _distinct(sorted({str(r.record.get("started", ""))[:10] for r in recs})),
+            "wall time (s)": f"{np.mean(walls):.0f}" if walls else "?",
+        }
+        statuses = {r.status for r in recs}
+        if statuses != {"complete"}:
+            row["status"] = _distinct(sorted(statuses))
+        main.append(row)
+        more = {"experiment": name}
+        if backgrounds:
+            more["backgrounds"] = _distinct(sorted(backgrounds))
+        for r in recs:
+            fields = {k: v for k, v in r.record.items() if k not in _SHOWN and _scalar(v)}
+            fields.update({k: v for k, v in r.record.get("provenance", {}).items()
+                           if k not in _SHOWN_PROVENANCE and _scalar(v)})
+            for k, v in fields.items():
+                more.setdefault(k, [])
+                if isinstance(more[k], list):
+                    more[k].append(v)
+        extra.append({k: (_distinct(v) if isinstance(v, list) else v) for k, v in more.items()})
+        for r in recs:
+            note = r.record.get("provenance", {}).get("device", {}).get("nondeterminism")
+            if note and note not in notes:
+                notes.append(note)
+    frame = pd.DataFrame(main)
+    subspace = sorted({r.config.eval.n_components for recs in by_name.values() for r in recs
+                       if r.config.loss.kind == "mcr2"}, key=lambda v: -1 if v is None else v)
+    texts = []
+    ev = evaluation_text(runs)
+    if ev:
+        texts.append(ev[0].upper() + ev[1:] + ".")
+    if subspace:
+        texts.append("Nearest-subspace dimension r: " + ", ".join("d // k (the authors' code)" if v is None else str(v)
+                                                                  for v in subspace) + ".")
+    texts += [f"Device note: {n}." for n in notes]
+    n_records = sum(len(recs) for recs in by_name.values())
+    summary = f"{html.escape(title)} ({n_records} run record{'s' if n_records != 1 else ''}: {html.escape(scale_text(runs))})"
+    body = [_table_html(frame)]
+    body += [f"<p>{html.escape(t)}</p>" for t in texts]
+    if len(pd.DataFrame(extra).columns) > 1:
+        body += ["<p>Every other field the records carry:</p>", _table_html(pd.DataFrame(extra))]
+    return f"<details>\n<summary>{summary}</summary>\n" + "\n".join(body) + "\n</details>"
+
+
+_NUMBER_LIKE = re.compile(r"^[\s\d.,±+\-−–—%×\[\]()n/a]*$")
+
+
+def page_table(frame: pd.DataFrame, digits: int | None = None, wrap: tuple = ()):
+    """A table as the page shows it (a pandas Styler): the index becomes the first column (no
+    index-name row), floats get ``digits`` decimals (default: as given), cells of numbers
+    ("0.912 ± 0.004", "[1.2–3.4]") are right-aligned and never broken, text is left-aligned and
+    wraps in the columns named in ``wrap``, with room between the columns; a table wider than the
+    page scrolls sideways."""
+    df = frame.copy()
+    if df.index.name is not None or not isinstance(df.index, pd.RangeIndex):
+        df = df.reset_index(names=[df.index.name or ""])
+    df.columns.name = None
+    styler = df.style.hide(axis="index")
+    if digits is not None:
+        floats = [c for c in df.columns if pd.api.types.is_float_dtype(df[c])]
+        styler = styler.format({c: f"{{:.{digits}f}}" for c in floats}, na_rep="—")
+    number_like = [c for c in df.columns if df[c].map(lambda v: bool(_NUMBER_LIKE.match(str(v)))).all()]
+    styler = styler.set_properties(**{"text-align": "left", "vertical-align": "top", "padding": "0.3em 0.8em",
+                                      "white-space": "nowrap"})
+    if number_like:
+        styler = styler.set_properties(subset=number_like, **{"text-align": "right"})
+    wrapped = [c for c in wrap if c in df.columns]
+    if wrapped:
+        styler = styler.set_properties(subset=wrapped, **{"white-space": "normal", "min-width": "12em"})
+    return styler.set_table_attributes('style="display:block; overflow-x:auto; max-width:100%; font-size:0.9em"')
 
 
 def records_summary(runs: dict) -> pd.DataFrame:

@@ -39,6 +39,10 @@ from mcr2.summary import (  # noqa: E402
     format_mean_sd,
     mean_sd,
     mean_sd_text,
+    one_profile,
+    page_table,
+    runs_behind,
+    scale_text,
 )
 
 EPOCHS = 4
@@ -333,7 +337,7 @@ def test_background_head_legend_outside_the_axes():
     legend, axes_box = ax.get_legend().get_window_extent(), ax.get_window_extent()
     assert legend.y1 <= axes_box.y0, "the legend overlaps the plotting area"
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels.count("head calls (almost) every pixel background") == 1  # two bands, one entry
+    assert labels.count("head calls all pixels background") == 1  # two bands, one entry
     assert len(ax.patches) == 2
 
 
@@ -355,3 +359,48 @@ def test_mean_sd_formatting():
     assert format_mean_sd(0.5, float("nan")) == "0.500"
     assert format_mean_sd(float("nan"), float("nan")) == "n/a"
     assert mean_sd_text([1.0, 3.0]) == "2.000 ± 1.414" and mean_sd_text([0.5]) == "0.500" and mean_sd_text([]) == "n/a"
+
+
+# --------------------------------------------------------------------------- provenance and tables
+
+
+def test_runs_behind_shows_the_fields_records_have():
+    plain = fake_record("seg_bg_mcr2", 0)
+    plain.record.update(provenance={"git_commit": "0123456789abcdef", "git_dirty": False, "torch": "2.14.1",
+                                    "device": {"type": "cpu", "name": "x86_64"}},
+                        started="2026-11-26T13:40:00+0000", data={"train": {"N": 300}})
+    graphed = fake_record("seg_bg_mcr2_masked", 1)
+    graphed.record.update(provenance={"git_commit": "fedcba9876543210", "git_dirty": True,
+                                      "device": {"type": "cuda", "name": "H100", "nondeterminism": "not bitwise"}},
+                          started="2026-12-01T10:00:00+0000", graphed=True, launcher="torchrun", gpu_name="NVIDIA H200",
+                          world_size=1)
+    block = runs_behind({"unmasked": [plain], "masked": [graphed]})
+    assert block.startswith("<details>") and block.rstrip().endswith("</details>")
+    assert "Runs behind this page (2 run records" in block
+    for shown in ("01234567", "fedcba98+dirty", "2026-11-26", "2026-12-01", "graphed", "not recorded",
+                  "NVIDIA H200", "torchrun", "2.14.1", "Device note: not bitwise", "BatchNorm"):
+        assert shown in block, shown
+    assert "H100" not in block  # gpu_name, where a record has it, names the device
+    with pytest.raises(ValueError, match="at least one"):
+        runs_behind({})
+
+
+def test_one_profile_and_scale_text():
+    smoke, paper = fake_record("cls_mnist_mcr2", 0), fake_record("cls_mnist_ce", 0)
+    object.__setattr__(paper.config, "profile", "paper")
+    kept, left_out = one_profile({"MCR²": [smoke], "CE": [paper]})
+    assert list(kept) == ["CE"] and list(left_out) == ["MCR²"]
+    same, none = one_profile({"a": [smoke], "b": smoke})
+    assert list(same) == ["a", "b"] and none == {}
+    assert scale_text({"a": [fake_record("cls_mnist_mcr2", s) for s in (0, 1, 2)]}) == "profile smoke, 3 seeds"
+    assert scale_text({"MCR²": [smoke], "CE": [paper]}) == "cls_mnist_mcr2: profile smoke, 1 seed; cls_mnist_ce: profile paper, 1 seed"
+
+
+def test_page_table_has_no_index_name_row_and_fixed_formats():
+    frame = pd.DataFrame({"acc": [0.91234, 0.5], "text": ["a long note", "b"]}, index=pd.Index(["x", "y"], name="run"))
+    frame.columns.name = "metric"
+    html = page_table(frame, digits=2, wrap=("text",)).to_html()
+    assert "0.91" in html and "0.91234" not in html
+    assert html.count("<tr>") == 3  # one header row (no index-name row), two rows of data
+    assert ">run<" in html and "metric" not in html
+    assert "overflow-x:auto" in html and "white-space: normal" in html

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .style import SMALL_PT
+
 __all__ = ["plot_claims"]
 
 
@@ -36,15 +38,20 @@ def plot_claims(ax, quantities, title: str | None = None):
     for yi in y[1:][claims[1:] != claims[:-1]]:  # a line between claims (y falls as rows go down)
         ax.axhline(yi + 0.5, color="0.8", lw=0.8)
     ax.axvline(1.0, color="0.3", lw=1, ls=":")
-    ax.set_yticks(y, [f"{c} · {name}" for c, name in zip(q["claim"], q["quantity"])])
+    labels = q["label"] if "label" in q else q["claim"]  # "2a", "2b": the ledger line, not only its claim
+    ax.set_yticks(y, [f"{c} · {name}" for c, name in zip(labels, q["quantity"])])
     finite = ratio[np.isfinite(ratio)]
     hi = max(1.2, float(finite.max()) * 1.05) if len(finite) else 1.2
-    ax.set_xlim(-0.05 * hi, hi * 1.45)  # room on the right for the annotations
+    ax.set_xlim(-0.05 * hi, hi * 2.0)  # room on the right for the annotations at the page's font size
+    ticks = ax.get_xticks()
+    ax.set_xticks(ticks[(ticks >= 0) & (ticks <= hi)])  # no ratios under the annotations
     for yi, ours, rep in zip(y, q["ours"], q["report"]):
         fmt = ".3f" if abs(rep) < 2 else ".1f"  # accuracies to 3 decimals, rates and epochs to 1
         text = (f"{ours:{fmt}}" if np.isfinite(ours) else "n/a") + f" (report {rep:{fmt}})"
-        ax.annotate(text, (hi * 1.03, yi), va="center", fontsize="x-small", color="0.25")
-    ax.set_xlabel("our value ÷ the report's value (dotted: the report)")
+        # Right-aligned at the Axes' right edge: however long the tick labels, the text stays inside.
+        ax.annotate(text, xy=(1, yi), xycoords=("axes fraction", "data"), xytext=(-4, 0), textcoords="offset points",
+                    ha="right", va="center", fontsize=SMALL_PT, color="0.25")
+    ax.set_xlabel("ours ÷ the report's (dotted: equal)")
     ax.grid(axis="y", visible=False)
     if title:
         ax.set_title(title)

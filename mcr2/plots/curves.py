@@ -77,7 +77,7 @@ def _epoch_axis(ax, runs):
 
 def _seed_note(runs) -> str:
     n = {len(_as_list(v)) for v in runs.values()}
-    return "" if n == {1} else " (mean ± sd over seeds)"
+    return "" if n == {1} else "\n(mean ± sd over seeds)"  # a second line: one would outgrow a short axis
 
 
 def plot_metric_curves(ax, runs: dict, column: str, ylabel: str | None = None, colors: dict | None = None,
@@ -91,7 +91,7 @@ def plot_metric_curves(ax, runs: dict, column: str, ylabel: str | None = None, c
     if title:
         ax.set_title(title)
     if legend:
-        ax.legend(frameon=True, fontsize="small")
+        ax.legend(frameon=True)
     return ax
 
 
@@ -113,7 +113,7 @@ def plot_accuracy_curves(ax, runs: dict, domains=("mnist", "usps"), colors: dict
     ax.set_ylabel("validation accuracy" + _seed_note(runs))
     if title:
         ax.set_title(title)
-    ax.legend(handles=handles, frameon=True, fontsize="small", loc="best")
+    ax.legend(handles=handles, frameon=True, loc="best")
     return ax
 
 
@@ -139,7 +139,7 @@ def plot_rate_curves_over_training(ax, runs: dict, colors: dict | None = None, t
     ax.set_ylim(bottom=0)
     if title:
         ax.set_title(title)
-    ax.legend(handles=handles, frameon=True, fontsize="small", ncol=2)
+    ax.legend(handles=handles, frameon=True, ncol=2)
     return ax
 
 
@@ -164,7 +164,7 @@ def plot_background_head(ax, records, threshold: float | None = None, color: str
     """
     records = _as_list(records)
     color = color or METHOD_COLORS["mcr2_masked"]
-    _curve(ax, records, "bg_check_acc", color, marker="o", label="check images (drive the switch)")
+    _curve(ax, records, "bg_check_acc", color, marker="o", label="switch check images")
     col = f"{domain}_bg_head_acc" if domain else None
     if col and any(col in r.history.columns for r in records):
         _curve(ax, records, col, color, ls=":", label=f"all {_DOMAIN_NAMES.get(domain, domain)} validation pixels")
@@ -173,10 +173,10 @@ def plot_background_head(ax, records, threshold: float | None = None, color: str
     ax.axhline(threshold, color="0.4", lw=1, ls="--", label=f"threshold {threshold:g}")
     switches = sorted({r.record.get("events", {}).get("mask_switch_epoch") for r in records} - {None})
     for j, e in enumerate(switches):
-        ax.axvline(e, color="#d62728", lw=1.2, ls="-.", label="masking switched on after epoch" if j == 0 else None)
+        ax.axvline(e, color="#d62728", lw=1.2, ls="-.", label="masking switched on after" if j == 0 else None)
     for j, e in enumerate(sorted(set(collapsed_epochs or ()))):
         ax.axvspan(e - 0.5, e + 0.5, color="0.85", zorder=0,
-                   label="head calls (almost) every pixel background" if j == 0 else None)
+                   label="head calls all pixels background" if j == 0 else None)
     _epoch_axis(ax, {"": records})
     lo = min(float(np.nanmin(epoch_stats(records, "bg_check_acc")["mean"])), threshold)
     ax.set_ylim(max(0.0, lo - 0.05), 1.005)
@@ -184,5 +184,5 @@ def plot_background_head(ax, records, threshold: float | None = None, color: str
     if title:
         ax.set_title(title)
     # Below the Axes: inside, any corner covers a curve (at paper scale the head falls after the switch).
-    ax.legend(frameon=False, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     return ax

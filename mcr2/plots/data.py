@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from matplotlib.colors import ListedColormap, to_rgb
 
+from .style import SMALL_PT
+
 __all__ = [
     "SEGMENTATION_COLORS",
     "SEGMENTATION_CMAP",
@@ -87,7 +89,7 @@ def plot_samples(axes, images, masks=None, labels=None):
         picture = _as_picture(images[i])
         ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
         if labels is not None:
-            ax.set_title(str(int(labels[i]) if np.ndim(_np(labels[i])) == 0 else labels[i]), fontsize=9)
+            ax.set_title(str(int(labels[i]) if np.ndim(_np(labels[i])) == 0 else labels[i]), fontsize=SMALL_PT)
         ax.set_axis_off()
         if masks is not None:
             ax = flat[n + i]

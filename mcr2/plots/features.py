@@ -13,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..summary import cosine_block_means, cosine_blocks, cosine_summary
+from .style import SMALL_PT
 
 __all__ = ["cosine_blocks", "cosine_block_means", "cosine_summary", "plot_cosine_similarity", "plot_feature_cosine"]
 
 _NAMES = ["bg"] + [str(c) for c in range(10)]
-_MAX_LABELS = 30  # class labels along an axis at most: closer ones would overlap at fontsize 9
+_MAX_LABELS = 20  # class labels along an axis at most: closer ones would overlap at SMALL_PT on a half-page panel
 
 
 def plot_cosine_similarity(ax, Z, labels, title: str | None = None, cbar: bool = True, max_samples: int = 1000,
@@ -59,7 +60,7 @@ def plot_cosine_similarity(ax, Z, labels, title: str | None = None, cbar: bool =
             shown.append(i)
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_ticks(centres[shown])
-        axis.set_ticklabels([names[i] for i in shown], fontsize=9)
+        axis.set_ticklabels([names[i] for i in shown], fontsize=SMALL_PT)
     ax.tick_params(length=0)
     ax.grid(False)
     ax.set_xlabel(xlabel or "class")

@@ -14,8 +14,9 @@ __all__ = ["RATE_COLORS", "plot_rate_curves", "plot_subspace_accuracy"]
 RATE_COLORS = {"R": "#1f77b4", "Rc": "#d62728", "delta_r": "#2ca02c"}
 
 
-def plot_rate_curves(ax, x, R, Rc, xlabel: str, title: str | None = None, delta_r: bool = True):
-    """R (discriminative), Rc (compressive) and, if ``delta_r``, ΔR = R − Rc against a swept x."""
+def plot_rate_curves(ax, x, R, Rc, xlabel: str, title: str | None = None, delta_r: bool = True, legend: bool = True):
+    """R (discriminative), Rc (compressive) and, if ``delta_r``, ΔR = R − Rc against a swept x
+    (``legend=False``: none, e.g. for the second of two panels that share the first's)."""
     x, R, Rc = _np(x), _np(R).astype(float), _np(Rc).astype(float)
     ax.plot(x, R, marker="o", ms=4, color=RATE_COLORS["R"], label=r"$R$ (discriminative)")
     ax.plot(x, Rc, marker="s", ms=4, color=RATE_COLORS["Rc"], label=r"$R_c$ (compressive)")
@@ -26,7 +27,8 @@ def plot_rate_curves(ax, x, R, Rc, xlabel: str, title: str | None = None, delta_
     ax.set_ylim(bottom=0)
     if title:
         ax.set_title(title)
-    ax.legend(frameon=True, fontsize="small")
+    if legend:
+        ax.legend(frameon=True)
     return ax
 
 
@@ -42,7 +44,7 @@ def plot_subspace_accuracy(ax, frame, x: str = "noise", y: str = "accuracy", hue
                  palette="viridis" if hue else None, ax=ax, errorbar=("ci", 95), n_boot=200, seed=0)
     if chance is not None:
         ax.axhline(chance, color="0.5", lw=1, ls=":", label="chance")
-        ax.legend(title=hue, fontsize="small")
+        ax.legend(title=hue)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(y)

@@ -78,7 +78,7 @@ def plot_cost_vs_resolution(ax, table: pd.DataFrame, column: str = "time_s", ful
     ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
     if table["pixels"].nunique() > 1:
-        ax.legend(fontsize="small")
+        ax.legend()
     return ax
 
 
@@ -115,7 +115,7 @@ def plot_cost_vs_pixels(ax, table: pd.DataFrame, column: str = "time_s", full: i
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("pixels per batch")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize="small", title="MCR² at")
+    ax.legend(title="MCR² at")
     return ax
 
 
@@ -134,7 +134,7 @@ def plot_share_vs_pixels(ax, table: pd.DataFrame, negligible: float | None = 0.0
     ax.set_xlabel("pixels per batch")
     ax.set_ylabel("MCR² share of a step (%)")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize="small", title="MCR² at")
+    ax.legend(title="MCR² at")
     return ax
 
 
@@ -165,7 +165,7 @@ def _plot_final(ax, runs, column, ylabel, color, full):
     ax.errorbar(s["size"].to_numpy(float), s["mean"].to_numpy(float), yerr=s["sd"].fillna(0).to_numpy(float),
                 marker="o", color=color, capsize=3)
     _resolution_axis(ax, s["size"], full)
-    ax.set_ylabel(ylabel + (" (mean ± sd over seeds)" if (s["n"] > 1).any() else ""))
+    ax.set_ylabel(ylabel + ("\n(mean ± sd over seeds)" if (s["n"] > 1).any() else ""))
     return ax
 
 

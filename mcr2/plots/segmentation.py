@@ -11,8 +11,12 @@ import numpy as np
 from matplotlib.patches import Patch
 
 from .data import SEGMENTATION_COLORS, _as_picture, mask_to_rgb
+from .style import PAGE_WIDTH_IN, SMALL_PT
 
-__all__ = ["class_legend_handles", "plot_segmentation_panels", "segmentation_panels_figure", "plot_masked_inputs"]
+__all__ = [
+    "class_legend_handles", "plot_segmentation_panels", "segmentation_panels_figure", "image_grid", "label_rows",
+    "plot_masked_inputs",
+]
 
 
 def _first(records):
@@ -43,7 +47,7 @@ def _show(ax, picture, ylabel: str | None):
     for spine in ax.spines.values():
         spine.set_visible(False)
     if ylabel:
-        ax.set_ylabel(ylabel, rotation=0, ha="right", va="center", fontsize=9)
+        ax.set_ylabel(ylabel, rotation=0, ha="right", va="center", fontsize=SMALL_PT)
 
 
 def class_legend_handles(background: bool = True) -> list:
@@ -93,12 +97,35 @@ def segmentation_panels_figure(runs: dict, n: int | None = None):
 
     n = n or min(len(_artefact(_first(recs), "preview_masks")) for recs in runs.values())
     rows = 2 + len(runs)
-    fig, axes = plt.subplots(rows, n, figsize=(1.3 * n + 1, 1.5 * rows + 1.2), squeeze=False)
+    fig, axes = image_grid(rows, n, legend_rows=2)
     plot_segmentation_panels(axes, runs, n)
-    fig.legend(handles=class_legend_handles(), loc="lower center", ncol=11, fontsize="small", frameon=False,
+    fig.legend(handles=class_legend_handles(), loc="lower center", ncol=6, frameon=False,
                title="class (bg = background, else the digit)")
-    fig.subplots_adjust(left=0.12, right=0.99, top=0.98, bottom=0.9 / (1.5 * rows + 1.2), wspace=0.05, hspace=0.08)
     return fig
+
+
+def image_grid(rows: int, n: int, legend_rows: int = 0, label_in: float = 1.2, titles: bool = False,
+               below_in: float = 0.0):
+    """``rows`` × ``n`` image Axes at the page's width: a margin of ``label_in`` inches on the left
+    for the row names (:func:`label_rows`), square cells, room above each row for a title line if
+    ``titles``, and below for ``legend_rows`` rows of a figure legend (with its title) or
+    ``below_in`` inches for a plot of the chapter's. Returns (fig, axes (rows, n))."""
+    import matplotlib.pyplot as plt
+
+    cell = (PAGE_WIDTH_IN - label_in) / n
+    title_in = 0.25 if titles else 0.0
+    legend_in = (0 if legend_rows == 0 else 0.3 * (legend_rows + 1) + 0.1) + below_in
+    height = rows * (cell * 1.06 + title_in) + legend_in + 0.05
+    fig, axes = plt.subplots(rows, n, figsize=(PAGE_WIDTH_IN, height), squeeze=False)
+    fig.subplots_adjust(left=label_in / PAGE_WIDTH_IN, right=0.995, top=1 - (0.03 + title_in) / height,
+                        bottom=legend_in / height, wspace=0.06, hspace=0.06 + title_in / cell)
+    return fig, axes
+
+
+def label_rows(axes, names) -> None:
+    """Name each row of an image grid, left of its first image (``axes``: the first column)."""
+    for ax, name in zip(axes, names):
+        ax.text(-0.1, 0.5, name, transform=ax.transAxes, ha="right", va="center", fontsize=SMALL_PT)
 
 
 def plot_masked_inputs(axes, records, n: int | None = None, threshold: float = 0.5):
