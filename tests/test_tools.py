@@ -265,3 +265,17 @@ def test_the_html_scan_finds_each_kind_of_build_noise(tmp_path, noise, what):
     found = tool.scan_html(tmp_path, ["noisy"])
     assert found and all(f.startswith("noisy: ") for f in found)
     assert any(f.startswith(f"noisy: {what}:") for f in found), found
+
+
+def test_the_readme_verdict_block_is_rewritten_in_place(tmp_path, monkeypatch):
+    """The README's verdict table is regenerated between its markers; the text around it stays."""
+    assert tool.VERDICTS_BEGIN in (ROOT / "README.md").read_text() and tool.VERDICTS_END in (ROOT / "README.md").read_text()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nBefore.\n\n{tool.VERDICTS_BEGIN}\n| old |\n{tool.VERDICTS_END}\n\nAfter.\n")
+    monkeypatch.setattr(tool, "README", readme)
+    monkeypatch.setattr(tool, "verdicts_table", lambda: f"{tool.VERDICTS_BEGIN}\n| new |\n{tool.VERDICTS_END}")
+    tool.write_readme_verdicts()
+    assert readme.read_text() == f"# Title\n\nBefore.\n\n{tool.VERDICTS_BEGIN}\n| new |\n{tool.VERDICTS_END}\n\nAfter.\n"
+    readme.write_text("# No block\n")
+    with pytest.raises(tool.BookError, match="no verdict block"):
+        tool.write_readme_verdicts()

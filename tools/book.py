@@ -3,6 +3,7 @@
     python tools/book.py execute NAME [--html] [--profile auto|smoke|paper] [-p key=value ...]
     python tools/book.py build [--profile auto|smoke|paper] [--no-execute]
     python tools/book.py lab                    # JupyterLab on book/, the .py chapters as notebooks
+    python tools/book.py verdicts [--readme]    # the claims ledger on the committed paper records
 
 Chapters are jupytext percent-format ``book/NAME.py`` files. Each is read with jupytext and
 executed by papermill into ``_build/executed/NAME.ipynb``: the executed notebooks live only under
@@ -586,6 +587,60 @@ def scan_html(html_dir: Path = HTML, pages: list[str] | None = None) -> list[str
     return found
 
 
+# --------------------------------------------------------------------------- the README's verdicts
+
+README = ROOT / "README.md"
+VERDICTS_BEGIN = "<!-- verdicts: written by `.venv/bin/python tools/book.py verdicts --readme` -->"
+VERDICTS_END = "<!-- /verdicts -->"
+
+
+def committed_records() -> dict:
+    """The complete paper-profile records in results/paper (``$MCR2_RUNS/paper``), per experiment:
+    what the ledger can judge without training anything."""
+    sys.path.insert(0, str(ROOT))
+    from mcr2.experiments import EXPERIMENTS, PROFILE_SEEDS, experiment
+    from mcr2.records import default_runs_dir, find_record
+
+    found = {}
+    for name in EXPERIMENTS:
+        records = [find_record(experiment(name, "paper", seed), default_runs_dir("paper")) for seed in PROFILE_SEEDS["paper"]]
+        if any(records):
+            found[name] = [r for r in records if r is not None]
+    return found
+
+
+def verdicts_table() -> str:
+    """The claims ledger (mcr2.claims.evaluate_claims) on the committed paper records, as a short
+    markdown table: claim, what the report says, the verdict (or the leaning when inconclusive),
+    seeds."""
+    from mcr2.claims import evaluate_claims
+
+    records = committed_records()
+    ledger = evaluate_claims(records)
+    rows = ["| claim | the report says | verdict | seeds |", "|---|---|---|---|"]
+    for row in ledger.to_dict("records"):
+        statement = re.sub(r"\s*\((?:§|Fig\.)[^)]*\)", "", row["report statement"]).rstrip(".")  # the report's section
+        if row["verdict"] != "inconclusive":
+            verdict = f"**{row['verdict']}**"
+        elif row["leaning"] in ("✓", "✗"):
+            verdict = f"inconclusive, leaning {row['leaning']}"
+        else:
+            verdict = "not yet run at paper scale" if str(row["why"]).startswith("no records") else "inconclusive"
+        rows.append(f"| {row['claim']} | {_cell(statement)} | {verdict} | {row['seeds'] or '—'} |")
+    runs = sum(len(v) for v in records.values())
+    return (f"{VERDICTS_BEGIN}\n" + "\n".join(rows) + f"\n\nFrom the {runs} paper-profile run records committed in "
+            f"`results/paper/` ({len(records)} of the report's experiments).\n{VERDICTS_END}")
+
+
+def write_readme_verdicts() -> None:
+    """Replace the verdict table between the README's markers with :func:`verdicts_table`."""
+    text = README.read_text(encoding="utf-8")
+    if VERDICTS_BEGIN not in text or VERDICTS_END not in text:
+        raise BookError(f"README.md has no verdict block (lines {VERDICTS_BEGIN!r} ... {VERDICTS_END!r})")
+    head, rest = text.split(VERDICTS_BEGIN, 1)
+    README.write_text(head + verdicts_table() + rest.split(VERDICTS_END, 1)[1], encoding="utf-8")
+
+
 def lab(argv: list[str]) -> None:
     """JupyterLab on book/, with the .py chapters opening as notebooks (jupytext, jupytext.toml).
 
@@ -641,12 +696,17 @@ def main(argv=None) -> None:
         p.add_argument("-p", "--param", action="append", default=[], help="papermill parameter key=value (JSON value)")
     sub.add_parser("lab", help="open JupyterLab on book/ with the .py chapters as notebooks "
                                "(other options go to jupyter-lab, e.g. --no-browser --port 8890)")
+    vd = sub.add_parser("verdicts", help="print the claims ledger on the committed paper records (the README's table)")
+    vd.add_argument("--readme", action="store_true", help="write it into README.md's verdict block")
     args, extra = parser.parse_known_args(argv)
     if args.command == "lab":
         lab(extra)
         return
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "verdicts":
+        write_readme_verdicts() if args.readme else print(verdicts_table())
+        return
     profile = args.profile or default_profile()
     params = parse_params(args.param)
     if args.command == "execute":
