@@ -380,7 +380,7 @@ def take_home_cell(name: str, nb):
     meta = nb.metadata.get(META, {})
     knobs = _knobs(nb)
     lines = [
-        "```{admonition} Take this chapter home",
+        "````{admonition} Take this chapter home",
         ":class: take-home",
         "",
         f"{{download}}`{name}.py <take-home/{name}.py>` (the source; Jupyter opens it as a notebook) "
@@ -388,12 +388,14 @@ def take_home_cell(name: str, nb):
         "",
         "Re-run it from a clone of the repository, with `MCR2_DATA` naming the data folder:",
         "",
-        "    " + rerun_command(name, meta),
+        "```bash",
+        rerun_command(name, meta),
+        "```",
     ]
     if knobs:
         lines += ["", "Its knobs, as this page ran them (`tools/book.py execute` changes one with `-p NAME=VALUE`): "
                   + "; ".join(f"`{k} = {v}`" + (f" ({c})" if c else "") for k, v, c in knobs) + "."]
-    lines.append("```")
+    lines.append("````")
     return nbformat.v4.new_markdown_cell("\n".join(lines), metadata={"tags": [BOOK_TAG]})
 
 
@@ -553,6 +555,10 @@ _NOISE_CLASSES = (
 )
 
 
+def _excerpt(text: str, at: int) -> str:
+    return re.sub(r"\s+", " ", text[max(0, at - 40): at + 80]).strip()
+
+
 def scan_html(html_dir: Path = HTML, pages: list[str] | None = None) -> list[str]:
     """Build noise on the built pages, one line each (``page: what: excerpt``): tracebacks,
     warnings, raw Python reprs, printed logs and timings, papermill's parameters cells, and any
@@ -571,7 +577,7 @@ def scan_html(html_dir: Path = HTML, pages: list[str] | None = None) -> list[str
             match = re.search(rf"(?<![\w.-]){re.escape(folder)}(?![\w.-])", html)
             if match:
                 at = match.start()
-                found.append(f"{page}: an absolute path of this machine: {html[max(0, at - 40): at + 60]!r}")
+                found.append(f"{page}: an absolute path of this machine: {_excerpt(html, at)!r}")
         soup = BeautifulSoup(html, "html.parser")
         main = soup.find("main") or soup
         for what, cls in _NOISE_CLASSES:
@@ -583,7 +589,7 @@ def scan_html(html_dir: Path = HTML, pages: list[str] | None = None) -> list[str
         for what, pattern in _NOISE_TEXT:
             for match in pattern.finditer(text):
                 at = match.start()
-                found.append(f"{page}: {what}: {text[max(0, at - 40): at + 80].strip()!r}")
+                found.append(f"{page}: {what}: {_excerpt(text, at)!r}")
     return found
 
 
