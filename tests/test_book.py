@@ -250,10 +250,13 @@ def test_the_status_page_lists_each_chapter_and_the_records_behind_it(built_book
     meta = built_book[PAPER_PAGE]["notebook"].metadata[book.META]
     assert {(r["name"], r["profile"]) for r in meta["records"]} >= {(PAPER_RECORD, "paper")}
     assert meta["seconds"] > 0 and meta["profile"] == "auto"
+    titles = {}
     for name, chapter in built_book.items():
         title = re.search(r"<h1>(.*?)<a", chapter["html"], re.S)
-        assert title and _text(title.group(1)).strip() in status, f"{name} is not on the status page"
-    assert re.search(rf"{PAPER_RECORD} \(1 seed\)", status), status[:2000]
+        titles[name] = _text(title.group(1)).strip() if title else name
+        assert titles[name] in status, f"{name} is not on the status page"
+    # Its row: run time, then the experiment at paper scale with its one seed.
+    assert re.search(rf"{re.escape(titles[PAPER_PAGE])} \d+ s {PAPER_RECORD} \(1\)", status), status[:2000]
     assert re.search(rf"{PAPER_RECORD} paper 0 NVIDIA", status), status[:2000]
 
 

@@ -162,7 +162,7 @@ def test_a_page_folds_its_code_and_leaves_the_build_log_out(tmp_path):
     assert "{download}`03_classification.py <take-home/03_classification.py>`" in home
     assert "{download}`03_classification.ipynb <take-home/03_classification.ipynb>`" in home
     assert ".venv/bin/python tools/book.py execute 03_classification --profile smoke -p seed='3'" in home
-    assert "`seed = 3` (the first seed)" in home and "`profile = 'smoke'` (auto | smoke | paper)" in home
+    assert "as this page ran them: `profile = 'smoke'`, `seed = 3`." in home
     nb.metadata[tool.META]["parameters"] = {}
     assert "make chapter NAME=03_classification PROFILE=smoke" in tool.page_notebook(nb, "03_classification").cells[1].source
 
@@ -181,22 +181,26 @@ def write_record(folder: Path, name: str, seed: int, device: str, commit: str, s
               "started": f"2026-11-2{seed}T10:00:00+0000",
               "provenance": {"git_commit": commit, "git_dirty": False, "device": {"type": "cuda", "name": device}}}
     (folder / "record.json").write_text(json.dumps(record))
-    return folder / "record.json"
+    (folder / "history.csv").write_text("epoch,loss\n1,0.5\n")
+    return folder
 
 
 def test_execution_notes_the_records_a_chapter_read_and_logs_what_it_printed(tmp_path, monkeypatch, capsys):
-    """A tiny chapter executed by papermill: the records it opened reach the notebook's metadata,
+    """A tiny chapter executed by papermill: the records it loaded (not those it only looked up) reach
+    the notebook's metadata,
     what it printed reaches the build log, and the data root is named, not spelled out."""
     data = tmp_path / "data"
     monkeypatch.setenv("MCR2_DATA", str(data))
     monkeypatch.delenv("MCR2_RUNS", raising=False)
     seen = write_record(tmp_path / "runs" / "seg_bg_ce" / "seed1-abc", "seg_bg_ce", 1, "NVIDIA H100", "34eed0b3" * 5)
-    write_record(tmp_path / "runs" / "seg_bg_ce" / "seed2-abc", "seg_bg_ce", 2, "NVIDIA H100", "0" * 40)  # never opened
+    write_record(tmp_path / "runs" / "seg_bg_ce" / "seed2-abc", "seg_bg_ce", 2, "NVIDIA H100", "0" * 40)  # planned, not rendered
     (tmp_path / "book").mkdir()
     (tmp_path / "book" / "tiny.py").write_text(
         "# %% [markdown]\n# # Tiny\n\n"
         "# %% tags=[\"parameters\"]\nprofile = \"auto\"  # the profile\nprogress = \"auto\"\n\n"
-        f"# %%\nimport json, pathlib\nrecord = json.loads(pathlib.Path({str(seen)!r}).read_text())\n"
+        f"# %%\nimport json, pathlib\nimport pandas as pd\nrecord = json.loads(pathlib.Path({str(seen)!r}, 'record.json').read_text())\n"
+        f"plan = json.loads(pathlib.Path({str(seen.parent / 'seed2-abc')!r}, 'record.json').read_text())\n"
+        f"history = pd.read_csv(pathlib.Path({str(seen)!r}, 'history.csv'))\n"
         f"print(\"epoch 1/4 data root={data}\")\n\n"
         "# %%\nfrom IPython.display import display\n"
         "display({'image/png': 'iVBORw0KGgo=', 'text/plain': 'figure'}, raw=True)\n"
@@ -227,11 +231,11 @@ def test_the_status_page_lists_each_page_its_time_and_records(tmp_path, monkeypa
     nbformat.write(executed_chapter(tmp_path), tmp_path / "01_rate_reduction.ipynb")
     text = tool.status_tables(["01_rate_reduction", "06_masking"])
     rows = [line for line in text.splitlines() if line.startswith("| {doc}")]
-    assert rows[0] == "| {doc}`01_rate_reduction` | 12 s | smoke | 2026-12-04 20:00 UTC | — | — |"
-    assert rows[1] == ("| {doc}`06_masking` | 12 s | smoke | 2026-12-04 20:00 UTC | `seg_bg_ce` (3 seeds) | "
-                       "`cls_mnist_ce` (1 seed) |")
-    assert "| {doc}`06_masking` | `seg_bg_ce` | paper | 0, 1, 2 | NVIDIA H100 | 34eed0b3 | 2026-11-20 to 2026-11-22 |" in rows
-    assert "| {doc}`06_masking` | `cls_mnist_ce` | smoke | 0 | x86_64 | d8f8ca9a+dirty | 2026-12-04 |" in rows
+    assert "Executed on profile `smoke` (2 pages), on 2026-12-04 20:00 UTC." in text
+    assert rows[0] == "| {doc}`01_rate_reduction` | 12 s | — | — |"
+    assert rows[1] == "| {doc}`06_masking` | 12 s | seg_bg_ce (3) | cls_mnist_ce (1) |"
+    assert "| {doc}`06_masking` | seg_bg_ce | paper | 0, 1, 2 | NVIDIA H100 | 34eed0b3 | 2026-11-20 to 2026-11-22 |" in rows
+    assert "| {doc}`06_masking` | cls_mnist_ce | smoke | 0 | x86_64 | d8f8ca9a+dirty | 2026-12-04 |" in rows
 
 
 # --------------------------------------------------------------------------- the HTML scan

@@ -158,17 +158,18 @@ def count_figures(nb) -> int:
 
 # --------------------------------------------------------------------------- executing a chapter
 
-# Run first in the chapter's kernel: notes every run record (record.json) the chapter opens, through
-# Python's audit hook on open(), so the status page lists the records behind each page without the
-# chapter declaring them. The last cell prints them; both cells are removed after execution.
+# Run first in the chapter's kernel: notes every run record the chapter loads (its history.csv is
+# read only when a record is rendered; planning reads record.json alone), through Python's audit
+# hook on open(), so the status page lists the records behind each page without the chapter
+# declaring them. The last cell prints their folders; both cells are removed after execution.
 _WATCH_RECORDS = """\
 import os as _book_os, sys as _book_sys
 _book_records = set()
 def _book_watch(event, args):
     if event == "open" and args:
         path = _book_os.fspath(args[0]) if isinstance(args[0], _book_os.PathLike) else args[0]
-        if isinstance(path, str) and path.endswith("record.json"):
-            _book_records.add(_book_os.path.abspath(path))
+        if isinstance(path, str) and _book_os.path.basename(path) == "history.csv":
+            _book_records.add(_book_os.path.dirname(_book_os.path.abspath(path)))
 _book_sys.addaudithook(_book_watch)
 """
 _REPORT_RECORDS = "import json as _book_json\nprint(_book_json.dumps(sorted(_book_records)))\n"
@@ -223,10 +224,10 @@ def _name_output_paths(nb, names) -> None:
                     out["data"][mime] = named(value)
 
 
-def _record_summary(path: str) -> dict | None:
+def _record_summary(folder: str) -> dict | None:
     """What the status page says of a run record: its name, profile, seed, device, commit, date."""
     try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        record = json.loads((Path(folder) / "record.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
     if not isinstance(record, dict) or record.get("status") != "complete":
@@ -255,10 +256,10 @@ def _finish_executed(path: Path, name: str, profile: str, params: dict, seconds:
     nb.cells = [c for c in nb.cells if c not in own]
     printed = "".join(o.get("text", "") for c in own[-1:] for o in c.get("outputs", []) if o.get("output_type") == "stream")
     try:
-        paths = json.loads(printed.strip().splitlines()[-1]) if printed.strip() else []
+        folders = json.loads(printed.strip().splitlines()[-1]) if printed.strip() else []
     except json.JSONDecodeError:
-        paths = []
-    records = sorted((r for r in map(_record_summary, paths) if r), key=lambda r: (r["name"], r["profile"], r["seed"]))
+        folders = []
+    records = sorted((r for r in map(_record_summary, folders) if r), key=lambda r: (r["name"], r["profile"], r["seed"]))
     names = path_names()
     _name_output_paths(nb, names)
     nb.metadata[META] = {
@@ -393,8 +394,8 @@ def take_home_cell(name: str, nb):
         "```",
     ]
     if knobs:
-        lines += ["", "Its knobs, as this page ran them (`tools/book.py execute` changes one with `-p NAME=VALUE`): "
-                  + "; ".join(f"`{k} = {v}`" + (f" ({c})" if c else "") for k, v, c in knobs) + "."]
+        lines += ["", "Its knobs (the `parameters` cell of the `.py`; `-p NAME=VALUE` changes one), as this page ran them: "
+                  + ", ".join(f"`{k} = {v}`" for k, v, _ in knobs) + "."]
     lines.append("````")
     return nbformat.v4.new_markdown_cell("\n".join(lines), metadata={"tags": [BOOK_TAG]})
 
@@ -448,41 +449,48 @@ def _cell(text) -> str:
 
 def status_tables(names: list[str]) -> str:
     """The status page's tables (MyST markdown) from the executed notebooks' metadata: per chapter
-    its run time and scale; per chapter and experiment the records it read."""
+    its run time and the experiments it rendered at each scale; per chapter and experiment the
+    records it loaded (seeds, device, commit, date)."""
     import nbformat
 
-    chapters_rows, runs_rows = [], []
+    chapters_rows, runs_rows, profiles, dates = [], [], {}, []
     for name in names:
         meta = nbformat.read(EXECUTED / f"{name}.ipynb", as_version=4).metadata.get(META, {})
+        profiles.setdefault(meta.get("profile", "?"), []).append(name)
+        dates.append(meta.get("executed", "?"))
         groups: dict[tuple[str, str], list[dict]] = {}
         for r in meta.get("records", []):
             groups.setdefault((r["name"], r["profile"]), []).append(r)
-        scale = {"paper": [], "smoke": []}
+        scale: dict[str, list[str]] = {"paper": [], "smoke": []}
         for (exp, profile), recs in groups.items():
             seeds = sorted({r["seed"] for r in recs})
-            scale.setdefault(profile, []).append(f"`{exp}` ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})")
-            dates = sorted({(r.get("started") or "?")[:10] for r in recs})
+            scale.setdefault(profile, []).append(f"{exp} ({len(seeds)})")
+            made = sorted({(r.get("started") or "?")[:10] for r in recs})
             runs_rows.append([
-                f"{{doc}}`{name}`", f"`{exp}`", profile, ", ".join(map(str, seeds)) + (f" ({len(recs)} runs)" if len(recs) > len(seeds) else ""),
+                f"{{doc}}`{name}`", exp, profile,
+                ", ".join(map(str, seeds)) + (f" ({len(recs)} runs)" if len(recs) > len(seeds) else ""),
                 ", ".join(sorted({str(r.get("device")) for r in recs})),
                 ", ".join(sorted({r["commit"] for r in recs})),
-                dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}",
+                made[0] if len(made) == 1 else f"{made[0]} to {made[-1]}",
             ])
-        chapters_rows.append([
-            f"{{doc}}`{name}`", f"{meta.get('seconds', float('nan')):.0f} s", meta.get("profile", "?"),
-            meta.get("executed", "?"), ", ".join(scale["paper"]) or "—", ", ".join(scale["smoke"]) or "—",
-        ])
+        seconds = meta.get("seconds")
+        chapters_rows.append([f"{{doc}}`{name}`", "?" if seconds is None else f"{seconds:.0f} s",
+                              ", ".join(scale["paper"]) or "—", ", ".join(scale["smoke"]) or "—"])
 
     def table(header, rows):
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         return "\n".join(out + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows])
 
+    asked = "; ".join(f"`{p}` ({len(pages)} page{'s' if len(pages) != 1 else ''})" for p, pages in profiles.items())
+    known = sorted(d for d in dates if d != "?")
+    when = (f", from {known[0]} to {known[-1]}" if known and known[0] != known[-1] else f", on {known[0]}" if known else "")
     return (
-        "## Chapters\n\n"
-        + table(["page", "executed in", "profile asked", "executed on", "at paper scale", "at smoke scale"], chapters_rows)
+        f"## Chapters\n\nExecuted on profile {asked}{when}. Experiments are listed with the number of "
+        f"seeds behind them.\n\n"
+        + table(["page", "executed in", "at paper scale (seeds)", "at smoke scale (seeds)"], chapters_rows)
         + "\n\n## The records behind each page\n\n"
-        + (table(["page", "experiment", "profile", "seeds", "device", "commit", "records made on"], runs_rows)
-           if runs_rows else "No page of this build read a run record.")
+        + (table(["page", "experiment", "profile", "seeds", "device", "commit", "made on"], runs_rows)
+           if runs_rows else "No page of this build loaded a run record.")
         + "\n"
     )
 
