@@ -136,7 +136,7 @@ def executed_chapter(tmp_path: Path, records=()) -> nbformat.NotebookNode:
         nbformat.v4.new_code_cell("fig", metadata={"tags": ["remove-input"]}, outputs=[out("display_data", data={
             "image/png": "iVBORw0KGgo=", "text/plain": "<Figure size 700x300 with 1 Axes>"})]),
     ]
-    nb.metadata[tool.META] = {"profile": "smoke", "parameters": {"seed": 3}, "seconds": 12.3,
+    nb.metadata[tool.META] = {"profile": "smoke", "parameters": {"seed": 3, "progress": "lines"}, "seconds": 12.3,
                               "executed": "2026-12-04 20:00 UTC", "records": list(records)}
     return nb
 
@@ -162,8 +162,8 @@ def test_a_page_folds_its_code_and_leaves_the_build_log_out(tmp_path):
     assert "{download}`03_classification.py <take-home/03_classification.py>`" in home
     assert "{download}`03_classification.ipynb <take-home/03_classification.ipynb>`" in home
     assert ".venv/bin/python tools/book.py execute 03_classification --profile smoke -p seed='3'" in home
-    assert "as this page ran them: `profile = 'smoke'`, `seed = 3`." in home
-    nb.metadata[tool.META]["parameters"] = {}
+    assert "as this page ran them: `profile = 'smoke'`, `seed = 3`." in home and "progress" not in home.split("bash")[1].split("```")[0]
+    nb.metadata[tool.META]["parameters"] = {"progress": "lines"}
     assert "make chapter NAME=03_classification PROFILE=smoke" in tool.page_notebook(nb, "03_classification").cells[1].source
 
 
@@ -211,7 +211,7 @@ def test_execution_notes_the_records_a_chapter_read_and_logs_what_it_printed(tmp
     nb = nbformat.read(result["output"], as_version=4)
     assert not any(tool.BOOK_TAG in c.metadata.get("tags", []) for c in nb.cells), "the watching cells are removed"
     meta = nb.metadata[tool.META]
-    assert meta["profile"] == "smoke" and meta["seconds"] > 0 and meta["parameters"] == {}
+    assert meta["profile"] == "smoke" and meta["seconds"] > 0 and meta["parameters"] == {"progress": "lines"}
     (record,) = meta["records"]
     assert record == {"name": "seg_bg_ce", "profile": "paper", "seed": 1, "key": "abc", "device": "NVIDIA H100",
                       "commit": "34eed0b3", "started": "2026-11-21T10:00:00+0000"}

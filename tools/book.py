@@ -264,7 +264,7 @@ def _finish_executed(path: Path, name: str, profile: str, params: dict, seconds:
     _name_output_paths(nb, names)
     nb.metadata[META] = {
         "profile": profile,
-        "parameters": {k: v for k, v in params.items() if k not in ("profile", "progress")},
+        "parameters": {k: v for k, v in params.items() if k != "profile"},
         "seconds": round(seconds, 1),
         "executed": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "records": records,
