@@ -1,6 +1,8 @@
 """The book: chapters execute with injected parameters, the whole book builds with warnings as
 errors, every page holds its figures and captions, a page built from paper-profile records says
-so, MathJax is served locally, and a chapter renders in headless Chromium.
+so, no page shows build noise, every chapter offers its downloads and re-run command, the status
+page lists the records behind each page, MathJax is served locally, and a chapter renders in
+headless Chromium.
 
 All tests here are marked ``book`` (slow): ``pytest -m "not book"`` skips them.
 """
@@ -216,6 +218,46 @@ def test_page_from_paper_records_names_the_paper_profile(built_book):
     intro = _text(built_book["intro"]["html"])
     assert re.search(rf"1 of \d+ experiments is rendered at the paper profile: {PAPER_RECORD}\b", intro), intro[:3000]
     assert "Not yet at paper scale" in intro and "python -m mcr2 paper --budget SECONDS" in intro
+
+
+def test_the_built_pages_show_no_build_noise(built_book):
+    """Fault: every page showed papermill's parameters cell, chapters showed training logs, the
+    build machine's data path and "chapter executed in 10.0 s" (issue: a book read in five minutes)."""
+    found = book.scan_html()
+    assert found == [], "\n".join(found)
+
+
+def test_every_page_folds_its_code_and_offers_its_chapter_to_take_home(built_book):
+    for name, chapter in built_book.items():
+        html = chapter["html"]
+        assert "Take this chapter home" in html, name
+        for suffix in (".py", ".ipynb"):
+            links = re.findall(rf'<a class="reference download internal"[^>]*href="([^"]+/{re.escape(name + suffix)})"', html)
+            assert links, f"{name}: no download of {name}{suffix}"
+            assert (chapter["path"].parent / links[0]).resolve().exists(), f"{name}: {links[0]} is missing"
+        assert re.search(rf"make chapter NAME ?= ?{name} PROFILE ?=", _text(html)), f"{name}: no re-run command"
+        tags = [set(c.metadata.get("tags", [])) for c in chapter["notebook"].cells if c.cell_type == "code"]
+        assert all(t & set(book._FOLDED) for t in tags), f"{name}: a code cell is not folded away"
+        folded = sum("hide-input" in t for t in tags)
+        assert len(re.findall(r'<div class="cell [^"]*\btag_hide-input\b', html)) == folded, name
+        assert "tag_parameters" not in html and "tag_injected-parameters" not in html, name
+    log = (book.LOGS / f"{FIRST_CHAPTER}.log").read_text()
+    assert "profile=smoke seed=0" in log, "what chapter 01 printed is in the build log"
+
+
+def test_the_status_page_lists_each_chapter_and_the_records_behind_it(built_book):
+    status = _text((book.HTML / "book" / "status.html").read_text(encoding="utf-8"))
+    meta = built_book[PAPER_PAGE]["notebook"].metadata[book.META]
+    assert {(r["name"], r["profile"]) for r in meta["records"]} >= {(PAPER_RECORD, "paper")}
+    assert meta["seconds"] > 0 and meta["profile"] == "auto"
+    titles = {}
+    for name, chapter in built_book.items():
+        title = re.search(r"<h1>([^<]*)<a class=\"headerlink\"", chapter["html"])
+        titles[name] = _text(title.group(1)).strip() if title else name
+        assert titles[name] in status, f"{name} is not on the status page"
+    # Its row: run time, then the experiment at paper scale with its one seed.
+    assert re.search(rf"{re.escape(titles[PAPER_PAGE])} \d+ s {PAPER_RECORD} \(1\)", status), status[:2000]
+    assert re.search(rf"{PAPER_RECORD} paper 0 NVIDIA", status), status[:2000]
 
 
 def test_executed_chapters_hold_no_errors(built_book):

@@ -41,8 +41,8 @@ def _usps_text(values: np.ndarray, labels: np.ndarray) -> str:
 @pytest.fixture
 def fake_root(tmp_path, monkeypatch):
     """A data root with tiny MNIST idx files, USPS LIBSVM bz2 files and a CIFAR-100 npz."""
-    monkeypatch.setattr(D, "MNIST_COUNTS", dict(N_MNIST))
-    monkeypatch.setattr(D, "USPS_COUNTS", dict(N_USPS))
+    monkeypatch.setattr(D.datasets, "MNIST_COUNTS", dict(N_MNIST))
+    monkeypatch.setattr(D.datasets, "USPS_COUNTS", dict(N_USPS))
     rng = np.random.default_rng(0)
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -68,7 +68,7 @@ def fake_root(tmp_path, monkeypatch):
 
 def test_data_root_order(tmp_path, monkeypatch):
     monkeypatch.delenv("MCR2_DATA", raising=False)
-    repo = Path(D.__file__).resolve().parent.parent
+    repo = Path(D.__file__).resolve().parents[2]  # mcr2/data/__init__.py
     assert D.data_root() == repo / "data"
     monkeypatch.setenv("MCR2_DATA", str(tmp_path))
     assert D.data_root() == tmp_path
@@ -132,7 +132,7 @@ def test_corrupt_files(fake_root):
 
 def test_wrong_count_is_corrupt(fake_root, monkeypatch):
     root, _ = fake_root
-    monkeypatch.setattr(D, "USPS_COUNTS", {"train": 7291, "test": 2007})
+    monkeypatch.setattr(D.datasets, "USPS_COUNTS", {"train": 7291, "test": 2007})
     with pytest.raises(D.DataCorruptError, match="7291"):
         D.digits("usps", "train", root=root)
 
@@ -145,7 +145,7 @@ def test_usps_non_finite_values_name_the_file(fake_root, bad):
     vals = vals.copy()
     vals[2, 6] = bad  # written as "7:nan" / "7:inf" / "7:-inf" on the third line
     (root / "usps.t.bz2").write_bytes(bz2.compress(_usps_text(vals, labs).encode()))
-    D._usps_cached.cache_clear()
+    D.datasets._usps_cached.cache_clear()
     with pytest.raises(D.DataCorruptError, match=r"usps\.t\.bz2") as e:
         D.digits("usps", "test", root=root)
     assert "row 3, feature 7" in str(e.value) and "not finite" in str(e.value)
@@ -349,7 +349,7 @@ def test_digit_extent():
 
 def _real_root():
     env = os.environ.get("MCR2_DATA")
-    repo = Path(D.__file__).resolve().parent.parent
+    repo = Path(D.__file__).resolve().parents[2]  # mcr2/data/__init__.py
     candidates = [D.data_root()] if env else []
     candidates.append((repo / ".." / "shared" / "data").resolve())
     for c in candidates:
@@ -415,3 +415,16 @@ def test_real_errors(tmp_path):
     with pytest.raises(D.DataCorruptError) as e:
         D.digits("usps", "test", root=tmp_path)
     assert "USPS" in str(e.value) and "usps.t.bz2" in str(e.value) and "MCR2_DATA" in str(e.value)
+
+
+def test_the_front_door_keeps_every_name():
+    """mcr2.data is split into rooms (root, datasets, backgrounds); what it exported stays importable
+    from it, and each name is the room's own object, not a copy."""
+    from mcr2.data import backgrounds, datasets, root
+
+    for name in D.__all__:
+        assert hasattr(D, name), name
+    assert D.compose is backgrounds.compose and D.masks_from_digits is backgrounds.masks_from_digits
+    assert D.digits is datasets.digits and D.segmentation is datasets.segmentation
+    assert D.check_data_root is root.check_data_root and D.DataCorruptError is root.DataCorruptError
+    assert D.USPS_FILES is root.USPS_FILES and D.MASK_THRESHOLD == 0.3

@@ -4,14 +4,22 @@
     python tools/book.py build [--profile auto|smoke|paper] [--no-execute]
     python tools/book.py lab                    # JupyterLab on book/, the .py chapters as notebooks
     python tools/book.py pick --budget SECONDS  # the chapter whose missing paper records fit (GPU window)
+    python tools/book.py verdicts [--readme]    # the claims ledger on the committed paper records
 
 Chapters are jupytext percent-format ``book/NAME.py`` files. Each is read with jupytext and
-executed by papermill into ``_build/src/book/NAME.ipynb``: the executed notebooks live only under
-``_build/`` and never touch the ``.py`` source. ``build`` stages the book's text sources beside
-them in ``_build/src`` and runs ``jupyter-book build`` there with warnings as errors; the HTML
-lands in ``_build/html``. ``execute NAME --html`` rebuilds the HTML after the chapter when every
-other chapter has been executed once. A chapter executed at the paper profile on a CUDA kernel
-trains its missing records there (their provenance says launcher ``papermill``).
+executed by papermill into ``_build/executed/NAME.ipynb``: the executed notebooks live only under
+``_build/`` and never touch the ``.py`` source. What a chapter prints (training logs, timings)
+goes to the build log (and ``_build/logs/NAME.log``), and the machine's folders are named as a
+reader knows them (``$MCR2_DATA``, ``$MCR2_RUNS``, paths relative to the repository).
+
+``build`` stages the pages in ``_build/src``: each executed notebook as a page (code folded behind
+a toggle, the parameters cells and printed output removed, a "take this chapter home" block with
+the ``.py`` and ``.ipynb`` to download and the command that re-runs it), the status page's tables
+(per chapter: run time, scale, seeds, device, commit and date of the records it read), then runs
+``jupyter-book build`` there with warnings as errors; the HTML lands in ``_build/html`` and is
+scanned for build noise (:func:`scan_html`). ``execute NAME --html`` rebuilds the HTML after the
+chapter when every other chapter has been executed once. A chapter executed at the paper profile
+on a CUDA kernel trains its missing records there (their provenance says launcher ``papermill``).
 
 Profiles (``--profile``, else ``$MCR2_PROFILE``, else ``auto``): ``auto`` renders each experiment
 at the paper profile where complete paper records are committed in ``results/paper`` (or CUDA is
@@ -24,11 +32,14 @@ what to fix, and a page showing a traceback is never published.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,8 +48,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 BUILD = ROOT / "_build"
-SRC = BUILD / "src"  # staged sources: _config.yml, _toc.yml, pages and executed notebooks
+EXECUTED = BUILD / "executed"  # notebooks as papermill executed them (the .ipynb a reader downloads)
+LOGS = BUILD / "logs"  # what each chapter printed: NAME.log
+SRC = BUILD / "src"  # staged sources: _config.yml, _toc.yml, the pages made from the executed notebooks
 HTML = BUILD / "html"
+CSS = ROOT / "tools" / "book.css"  # wrapping lines, take-home buttons (staged into _assets/)
+STATUS_TABLES = "status_tables.md"  # written beside book/status.md, which includes it
+META = "mcr2_book"  # notebook metadata key: profile, parameters, seconds, date, records read
+BOOK_TAG = "mcr2-book"  # cells tools/book.py adds around a chapter's own and removes after execution
 PROFILES = ("auto", "smoke", "paper")
 DEFAULT_PROFILE = "auto"  # per experiment: paper where its records exist (or CUDA is here), else smoke
 ALLOWED_ERROR_TAG = "raises-exception"  # a cell tagged so may show an error on purpose (myst-nb's tag)
@@ -208,10 +225,10 @@ def notebook_errors(path: Path) -> list[str]:
 
 
 def check_executed(names: list[str], folder: Path | None = None) -> None:
-    """Every chapter has an executed notebook (in ``folder``, default _build/src/book) and none
+    """Every chapter has an executed notebook (in ``folder``, default _build/executed) and none
     holds an error output; else one message naming each chapter, its first error and the command
     that re-executes it."""
-    folder = SRC / "book" if folder is None else Path(folder)
+    folder = EXECUTED if folder is None else Path(folder)
     missing = [n for n in names if not (folder / f"{n}.ipynb").exists()]
     if missing:
         raise BookError(
@@ -240,7 +257,139 @@ def count_figures(nb) -> int:
     )
 
 
-def execute(name: str, profile: str, parameters: dict | None = None, out_dir: Path = SRC / "book") -> dict:
+# --------------------------------------------------------------------------- executing a chapter
+
+# Run first in the chapter's kernel: notes every run record the chapter loads (its history.csv is
+# read only when a record is rendered; planning reads record.json alone), through Python's audit
+# hook on open(), so the status page lists the records behind each page without the chapter
+# declaring them. The last cell prints their folders; both cells are removed after execution.
+_WATCH_RECORDS = """\
+import os as _book_os, sys as _book_sys
+_book_records = set()
+def _book_watch(event, args):
+    if event == "open" and args:
+        path = _book_os.fspath(args[0]) if isinstance(args[0], _book_os.PathLike) else args[0]
+        if isinstance(path, str) and _book_os.path.basename(path) == "history.csv":
+            _book_records.add(_book_os.path.dirname(_book_os.path.abspath(path)))
+_book_sys.addaudithook(_book_watch)
+"""
+_REPORT_RECORDS = "import json as _book_json\nprint(_book_json.dumps(sorted(_book_records)))\n"
+
+
+def _book_cell(source: str):
+    import nbformat
+
+    return nbformat.v4.new_code_cell(source, metadata={"tags": [BOOK_TAG, "remove-cell"]})
+
+
+def path_names() -> list[tuple[str, str]]:
+    """(absolute folder of this machine, the name a reader knows it by), longest first: the data
+    root is ``$MCR2_DATA``, a runs root ``$MCR2_RUNS``, the repository ``.`` (paths in it become
+    relative), the home folder ``~``."""
+    sys.path.insert(0, str(ROOT))
+    from mcr2.data import data_root
+
+    names = {str(data_root()): "$MCR2_DATA", str(ROOT): ".", str(Path.home()): "~"}
+    if os.environ.get("MCR2_RUNS"):
+        names[str(Path(os.environ["MCR2_RUNS"]).resolve())] = "$MCR2_RUNS"
+        names[os.environ["MCR2_RUNS"].rstrip("/")] = "$MCR2_RUNS"
+    names = {folder: name for folder, name in names.items() if len(folder) > 1}  # never rename "/"
+    return sorted(names.items(), key=lambda item: -len(item[0]))
+
+
+def name_paths(text: str, names: list[tuple[str, str]] | None = None) -> str:
+    """``text`` with this machine's folders named as :func:`path_names` says."""
+    for folder, name in path_names() if names is None else names:
+        if name == ".":
+            text = text.replace(folder + "/", "")  # a path inside the repository, relative to it
+        text = text.replace(folder, name)
+    return text
+
+
+def _name_output_paths(nb, names) -> None:
+    """Name the machine's folders in every text an output carries (streams, tables, markdown, glued
+    values); images other than SVG hold no text."""
+    def named(value):
+        if isinstance(value, str):
+            return name_paths(value, names)
+        if isinstance(value, list):
+            return [named(v) for v in value]
+        return value
+
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if "text" in out:
+                out["text"] = named(out["text"])
+            for mime, value in out.get("data", {}).items():
+                if "image/" not in mime or mime.endswith("svg+xml"):
+                    out["data"][mime] = named(value)
+
+
+def _record_summary(folder: str) -> dict | None:
+    """What the status page says of a run record: its name, profile, seed, device, commit, date."""
+    try:
+        record = json.loads((Path(folder) / "record.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(record, dict) or record.get("status") != "complete":
+        return None
+    prov = record.get("provenance", {})
+    config = record.get("config", {})
+    return {
+        "name": record.get("name") or config.get("name"),
+        "profile": record.get("profile") or config.get("profile"),
+        "seed": record.get("seed", config.get("seed")),
+        "key": record.get("key"),
+        "device": prov.get("device", {}).get("name") or prov.get("device", {}).get("type"),
+        "commit": (prov.get("git_commit") or "?")[:8] + ("+dirty" if prov.get("git_dirty") else ""),
+        "started": record.get("started"),
+    }
+
+
+def _finish_executed(path: Path, name: str, profile: str, params: dict, seconds: float) -> None:
+    """After papermill: take out the record-watching cells (keeping what they found), name the
+    machine's folders, log what the chapter printed, and note profile, parameters, run time, date
+    and records in the notebook's metadata (the status page reads them)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    own = [c for c in nb.cells if BOOK_TAG in c.get("metadata", {}).get("tags", [])]
+    nb.cells = [c for c in nb.cells if c not in own]
+    printed = "".join(o.get("text", "") for c in own[-1:] for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    try:
+        folders = json.loads(printed.strip().splitlines()[-1]) if printed.strip() else []
+    except json.JSONDecodeError:
+        folders = []
+    records = sorted((r for r in map(_record_summary, folders) if r), key=lambda r: (r["name"], r["profile"], r["seed"]))
+    names = path_names()
+    _name_output_paths(nb, names)
+    nb.metadata[META] = {
+        "profile": profile,
+        "parameters": {k: v for k, v in params.items() if k != "profile"},
+        "seconds": round(seconds, 1),
+        "executed": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "records": records,
+    }
+    nbformat.write(nb, path)
+    log = _printed(nb)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    (LOGS / f"{name}.log").write_text(log, encoding="utf-8")
+    if log:
+        print("".join(f"  [{name}] {line}\n" for line in log.splitlines()), end="", flush=True)
+
+
+def _printed(nb) -> str:
+    """What the code cells printed (stdout, stderr), cell by cell: the build log's share of a chapter."""
+    parts = []
+    for i, cell in enumerate(nb.cells, start=1):
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if out.get("output_type") == "stream":
+                prefix = "stderr: " if out.get("name") == "stderr" else ""
+                parts += [f"cell {i}: {prefix}{line}" for line in out.get("text", "").splitlines()]
+    return "".join(line + "\n" for line in parts)
+
+
+def execute(name: str, profile: str, parameters: dict | None = None, out_dir: Path = EXECUTED) -> dict:
     """Execute book/NAME.py with papermill; returns {name, seconds, figures, output}.
 
     Raises if a cell raised (papermill) or the executed chapter holds no figure.
@@ -255,6 +404,7 @@ def execute(name: str, profile: str, parameters: dict | None = None, out_dir: Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{name}.ipynb"
     nb = jupytext.read(source)
+    nb.cells = [_book_cell(_WATCH_RECORDS), *nb.cells, _book_cell(_REPORT_RECORDS)]
     # One concise line per epoch in an executed notebook, never a progress bar flooding the HTML.
     params = {"profile": profile, "progress": "lines", **(parameters or {})}
     print(f"[book] executing {name} (profile={profile})", flush=True)
@@ -281,7 +431,7 @@ def execute(name: str, profile: str, parameters: dict | None = None, out_dir: Pa
         else:
             os.environ["MCR2_LAUNCHER"] = launcher
     seconds = time.perf_counter() - start
-    _hide_injected_parameters(output)
+    _finish_executed(output, name, profile, params, seconds)
     executed = jupytext.read(output)
     figures = count_figures(executed)
     print(f"[book] {name}: {seconds:.1f} s, {figures} figure(s)", flush=True)
@@ -293,33 +443,181 @@ def execute(name: str, profile: str, parameters: dict | None = None, out_dir: Pa
     return {"name": name, "seconds": round(seconds, 2), "figures": figures, "output": str(output)}
 
 
-def _hide_injected_parameters(path: Path) -> None:
-    """Give papermill's injected-parameters cell the display tags (e.g. remove-cell) of the
-    chapter's own parameters cell, so a page that hides one hides both."""
-    import nbformat
+# --------------------------------------------------------------------------- pages
 
-    nb = nbformat.read(path, as_version=4)
+_FOLDED = ("remove-cell", "remove-input", "hide-cell", "hide-input")  # a cell tagged so is already out of sight
+_PARAMETERS = ("parameters", "injected-parameters")  # papermill's cells: knobs, listed in the take-home block
+
+
+def _knobs(nb) -> list[tuple[str, str, str]]:
+    """(name, value this page ran with, comment) of each knob of the chapter's parameters cell."""
+    import ast
+
     tags = lambda cell: cell.get("metadata", {}).get("tags", [])  # noqa: E731
     own = next((c for c in nb.cells if "parameters" in tags(c)), None)
-    display = [t for t in tags(own) if t.startswith(("remove-", "hide-"))] if own is not None else []
-    injected = [c for c in nb.cells if "injected-parameters" in tags(c)]
-    if not display or not injected:
-        return
-    for cell in injected:
-        cell.setdefault("metadata", {})["tags"] = sorted(set(tags(cell)) | set(display))
-    nbformat.write(nb, path)
+    if own is None:
+        return []
+    ran = dict(nb.metadata.get(META, {}).get("parameters", {}), profile=nb.metadata.get(META, {}).get("profile"))
+    knobs = []
+    for line in own.source.splitlines():
+        try:
+            (node,) = ast.parse(line.split("  #")[0]).body
+        except (SyntaxError, ValueError):
+            continue
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            key = node.targets[0].id
+            value = repr(ran[key]) if ran.get(key) is not None else ast.unparse(node.value)
+            knobs.append((key, value, line.partition("#")[2].strip() if "#" in line else ""))
+    return knobs
+
+
+def rerun_command(name: str, meta: dict) -> str:
+    """The one command that re-runs chapter NAME as this build ran it (from a clone, MCR2_DATA set)."""
+    params = {k: v for k, v in meta.get("parameters", {}).items() if k not in ("profile", "progress")}
+    profile = meta.get("profile", DEFAULT_PROFILE)
+    if not params:
+        return f"make chapter NAME={name} PROFILE={profile}"
+    extra = " ".join(f"-p {k}='{json.dumps(v)}'" for k, v in params.items())
+    return f".venv/bin/python tools/book.py execute {name} --profile {profile} {extra}"
+
+
+def take_home_cell(name: str, nb):
+    """The block each page opens with: the chapter's .py and executed .ipynb to download, the
+    command that re-runs it, and its knobs as this page ran them."""
+    import nbformat
+
+    meta = nb.metadata.get(META, {})
+    knobs = _knobs(nb)
+    lines = [
+        "````{admonition} Take this chapter home",
+        ":class: take-home",
+        "",
+        f"{{download}}`{name}.py <take-home/{name}.py>` (the source; Jupyter opens it as a notebook) "
+        f"{{download}}`{name}.ipynb <take-home/{name}.ipynb>` (this page, executed)",
+        "",
+        "Re-run it from a clone of the repository, with `MCR2_DATA` naming the data folder:",
+        "",
+        "```bash",
+        rerun_command(name, meta),
+        "```",
+    ]
+    if knobs:
+        lines += ["", "Its knobs (the `parameters` cell of the `.py`; `-p NAME=VALUE` changes one), as this page ran them: "
+                  + ", ".join(f"`{k} = {v}`" for k, v, _ in knobs) + "."]
+    lines.append("````")
+    return nbformat.v4.new_markdown_cell("\n".join(lines), metadata={"tags": [BOOK_TAG]})
+
+
+def page_notebook(nb, name: str):
+    """The page a reader sees, made from an executed notebook (a copy; ``nb`` is not changed).
+
+    Code is folded behind a toggle (``hide-input``) unless the chapter tagged the cell itself; the
+    parameters cells are removed; printed output (logs, timings, warnings: the build log holds
+    them) and plain-text reprs are taken out; the take-home block follows the first text cell.
+    """
+    import copy
+
+    page = copy.deepcopy(nb)
+    for cell in page.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = list(cell.get("metadata", {}).get("tags", []))
+        if any(t in tags for t in _PARAMETERS):
+            tags.append("remove-cell")
+        elif not any(t in tags for t in _FOLDED):
+            tags.append("hide-input")
+        cell.setdefault("metadata", {})["tags"] = tags
+        cell.outputs = [
+            out for out in cell.get("outputs", [])
+            if out.get("output_type") not in ("stream",)
+            and not (out.get("output_type") in ("execute_result", "display_data") and set(out.get("data", {})) <= {"text/plain"})
+        ]
+    first_text = next((i for i, c in enumerate(page.cells) if c.cell_type == "markdown"), -1)
+    page.cells.insert(first_text + 1, take_home_cell(name, nb))
+    return page
+
+
+def stage_pages(names: list[str]) -> None:
+    """Write each executed chapter as a page into _build/src/book, with its downloads beside it."""
+    import nbformat
+
+    take_home = SRC / "book" / "take-home"
+    shutil.rmtree(take_home, ignore_errors=True)
+    take_home.mkdir(parents=True)
+    for name in names:
+        nb = nbformat.read(EXECUTED / f"{name}.ipynb", as_version=4)
+        nbformat.write(page_notebook(nb, name), SRC / "book" / f"{name}.ipynb")
+        shutil.copy2(BOOK / f"{name}.py", take_home / f"{name}.py")
+        shutil.copy2(EXECUTED / f"{name}.ipynb", take_home / f"{name}.ipynb")
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def status_tables(names: list[str]) -> str:
+    """The status page's tables (MyST markdown) from the executed notebooks' metadata: per chapter
+    its run time and the experiments it rendered at each scale; per chapter and experiment the
+    records it loaded (seeds, device, commit, date)."""
+    import nbformat
+
+    chapters_rows, runs_rows, profiles, dates = [], [], {}, []
+    for name in names:
+        meta = nbformat.read(EXECUTED / f"{name}.ipynb", as_version=4).metadata.get(META, {})
+        profiles.setdefault(meta.get("profile", "?"), []).append(name)
+        dates.append(meta.get("executed", "?"))
+        groups: dict[tuple[str, str], list[dict]] = {}
+        for r in meta.get("records", []):
+            groups.setdefault((r["name"], r["profile"]), []).append(r)
+        scale: dict[str, list[str]] = {"paper": [], "smoke": []}
+        for (exp, profile), recs in groups.items():
+            seeds = sorted({r["seed"] for r in recs})
+            scale.setdefault(profile, []).append(f"{exp} ({len(seeds)})")
+            made = sorted({(r.get("started") or "?")[:10] for r in recs})
+            runs_rows.append([
+                f"{{doc}}`{name}`", exp, profile,
+                ", ".join(map(str, seeds)) + (f" ({len(recs)} runs)" if len(recs) > len(seeds) else ""),
+                ", ".join(sorted({str(r.get("device")) for r in recs})),
+                ", ".join(sorted({r["commit"] for r in recs})),
+                made[0] if len(made) == 1 else f"{made[0]} to {made[-1]}",
+            ])
+        seconds = meta.get("seconds")
+        chapters_rows.append([f"{{doc}}`{name}`", "?" if seconds is None else f"{seconds:.0f} s",
+                              ", ".join(scale["paper"]) or "—", ", ".join(scale["smoke"]) or "—"])
+
+    def table(header, rows):
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(out + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows])
+
+    asked = "; ".join(f"`{p}` ({len(pages)} page{'s' if len(pages) != 1 else ''})" for p, pages in profiles.items())
+    known = sorted(d for d in dates if d != "?")
+    when = (f", from {known[0]} to {known[-1]}" if known and known[0] != known[-1] else f", on {known[0]}" if known else "")
+    return (
+        f"## Chapters\n\nExecuted on profile {asked}{when}. Experiments are listed with the number of "
+        f"seeds behind them.\n\n"
+        + table(["page", "executed in", "at paper scale (seeds)", "at smoke scale (seeds)"], chapters_rows)
+        + "\n\n## The records behind each page\n\n"
+        + (table(["page", "experiment", "profile", "seeds", "device", "commit", "made on"], runs_rows)
+           if runs_rows else "No page of this build loaded a run record.")
+        + "\n"
+    )
 
 
 def stage() -> None:
-    """Copy the text sources (config, toc, markdown pages, vendored MathJax) into _build/src."""
+    """Copy the text sources (config, toc, markdown pages, vendored MathJax, the book's CSS) into
+    _build/src, write the executed chapters there as pages and the status page's tables."""
+    names = chapters()
     for name in ("_config.yml", "_toc.yml", "references.bib"):
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, SRC / name)
+    stage_pages(names)
     for page in toc_files():
         md = (ROOT / page).with_suffix(".md")
         if md.exists():
             (SRC / md.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(md, SRC / md.relative_to(ROOT))
+            if STATUS_TABLES in md.read_text(encoding="utf-8"):
+                (SRC / md.relative_to(ROOT)).with_name(STATUS_TABLES).write_text(status_tables(names), encoding="utf-8")
         elif not (SRC / page).with_suffix(".ipynb").exists():
             raise BookError(f"_toc.yml lists {page} but neither {page}.md nor an executed {page}.ipynb exists")
     mathjax = ROOT / "_vendor" / "mathjax"
@@ -327,10 +625,13 @@ def stage() -> None:
         raise BookError("MathJax is not vendored: run `make mathjax` (fetches it once from the npm registry)")
     shutil.rmtree(SRC / "_vendor", ignore_errors=True)
     shutil.copytree(mathjax, SRC / "_vendor" / "mathjax")
+    (SRC / "_assets").mkdir(exist_ok=True)
+    shutil.copy2(CSS, SRC / "_assets" / CSS.name)
 
 
 def build_html() -> Path:
     check_executed(chapters())
+    SRC.mkdir(parents=True, exist_ok=True)
     stage()
     # The jupyter-book beside this interpreter (the venv's), so the build uses the pinned version.
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
@@ -344,6 +645,122 @@ def build_html() -> Path:
     if not index.exists():
         raise BookError(f"jupyter-book finished but {index} is missing")
     return index
+
+
+# --------------------------------------------------------------------------- build noise
+
+# What must never reach a page, as (what, pattern over the text a reader sees).
+_NOISE_TEXT = (
+    ("a traceback", re.compile(r"Traceback \(most recent call last\)|^\s*File \"[^\"]+\", line \d+", re.M)),
+    ("a warning", re.compile(r"\b\w*Warning\b(?=:)|^\s*warnings\.warn", re.M)),
+    ("a raw Python repr", re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>|\bat 0x[0-9a-f]{6,}\b|<Figure size [\d.]+x[\d.]+ with"
+                                     r"|<(?:matplotlib|Axes|torch|pandas)[\w.:]*[ >]|\b\w+Record\(|\btensor\(\[")),
+    ("a timing log", re.compile(r"\bexecuted in [\d.]+ ?s\b")),
+    ("a training log", re.compile(r"\bepoch \d+/\d+\b")),
+    ("papermill's parameters cell", re.compile(r"^# Parameters$", re.M)),
+    ("an absolute path", re.compile(r"(?<![\w.~$/:-])/(?:home|root|work|tmp|usr|opt|mnt|srv|var|scratch|data|Users|private)/[\w.-]+")),
+)
+# Output areas that are logs or reprs, and cells that are papermill's, by the classes myst-nb gives them.
+_NOISE_CLASSES = (
+    ("printed output (a log)", "output stream"),
+    ("printed output (stderr)", "output stderr"),
+    ("a plain-text repr", "output text_plain"),
+    ("a traceback", "output traceback"),
+    ("papermill's parameters cell", "tag_injected-parameters"),
+    ("the chapter's parameters cell", "tag_parameters"),
+)
+
+
+def _excerpt(text: str, at: int) -> str:
+    return re.sub(r"\s+", " ", text[max(0, at - 40): at + 80]).strip()
+
+
+def scan_html(html_dir: Path = HTML, pages: list[str] | None = None) -> list[str]:
+    """Build noise on the built pages, one line each (``page: what: excerpt``): tracebacks,
+    warnings, raw Python reprs, printed logs and timings, papermill's parameters cells, and any
+    absolute path of this machine (anywhere in the HTML) or of a usual system folder (in the text
+    a reader sees). Folded code (the toggles) is not text a reader sees, but its paths count."""
+    from bs4 import BeautifulSoup
+
+    html_dir = Path(html_dir)
+    machine = [folder for folder, _ in path_names()] + [str(Path(tempfile.gettempdir()).resolve()), sys.prefix]
+    machine = [m for m in machine if len(m) > 4]
+    found = []
+    for page in pages if pages is not None else toc_files():
+        path = html_dir / f"{page}.html"
+        html = path.read_text(encoding="utf-8")
+        for folder in machine:
+            match = re.search(rf"(?<![\w.-]){re.escape(folder)}(?![\w.-])", html)
+            if match:
+                at = match.start()
+                found.append(f"{page}: an absolute path of this machine: {_excerpt(html, at)!r}")
+        soup = BeautifulSoup(html, "html.parser")
+        main = soup.find("main") or soup
+        for what, cls in _NOISE_CLASSES:
+            for node in main.select("." + ".".join(cls.split())):
+                found.append(f"{page}: {what}: {node.get_text(' ', strip=True)[:120]!r}")
+        for node in main.select(".cell_input, script, style"):
+            node.decompose()
+        text = main.get_text("\n")
+        for what, pattern in _NOISE_TEXT:
+            for match in pattern.finditer(text):
+                at = match.start()
+                found.append(f"{page}: {what}: {_excerpt(text, at)!r}")
+    return found
+
+
+# --------------------------------------------------------------------------- the README's verdicts
+
+README = ROOT / "README.md"
+VERDICTS_BEGIN = "<!-- verdicts: written by `.venv/bin/python tools/book.py verdicts --readme` -->"
+VERDICTS_END = "<!-- /verdicts -->"
+
+
+def committed_records() -> dict:
+    """The complete paper-profile records in results/paper (``$MCR2_RUNS/paper``), per experiment:
+    what the ledger can judge without training anything."""
+    sys.path.insert(0, str(ROOT))
+    from mcr2.experiments import EXPERIMENTS, PROFILE_SEEDS, experiment
+    from mcr2.records import default_runs_dir, find_record
+
+    found = {}
+    for name in EXPERIMENTS:
+        records = [find_record(experiment(name, "paper", seed), default_runs_dir("paper")) for seed in PROFILE_SEEDS["paper"]]
+        if any(records):
+            found[name] = [r for r in records if r is not None]
+    return found
+
+
+def verdicts_table() -> str:
+    """The claims ledger (mcr2.claims.evaluate_claims) on the committed paper records, as a short
+    markdown table: claim, what the report says, the verdict (or the leaning when inconclusive),
+    seeds."""
+    from mcr2.claims import evaluate_claims
+
+    records = committed_records()
+    ledger = evaluate_claims(records)
+    rows = ["| claim | the report says | verdict | seeds |", "|---|---|---|---|"]
+    for row in ledger.to_dict("records"):
+        statement = re.sub(r"\s*\((?:§|Fig\.)[^)]*\)", "", row["report statement"]).rstrip(".")  # the report's section
+        if row["verdict"] != "inconclusive":
+            verdict = f"**{row['verdict']}**"
+        elif row["leaning"] in ("✓", "✗"):
+            verdict = f"inconclusive, leaning {row['leaning']}"
+        else:
+            verdict = "not yet run at paper scale" if str(row["why"]).startswith("no records") else "inconclusive"
+        rows.append(f"| {row['claim']} | {_cell(statement)} | {verdict} | {row['seeds'] or '—'} |")
+    runs = sum(len(v) for v in records.values())
+    return (f"{VERDICTS_BEGIN}\n" + "\n".join(rows) + f"\n\nFrom the {runs} paper-profile run records committed in "
+            f"`results/paper/` ({len(records)} of the report's experiments).\n{VERDICTS_END}")
+
+
+def write_readme_verdicts() -> None:
+    """Replace the verdict table between the README's markers with :func:`verdicts_table`."""
+    text = README.read_text(encoding="utf-8")
+    if VERDICTS_BEGIN not in text or VERDICTS_END not in text:
+        raise BookError(f"README.md has no verdict block (lines {VERDICTS_BEGIN!r} ... {VERDICTS_END!r})")
+    head, rest = text.split(VERDICTS_BEGIN, 1)
+    README.write_text(head + verdicts_table() + rest.split(VERDICTS_END, 1)[1], encoding="utf-8")
 
 
 def lab(argv: list[str]) -> None:
@@ -403,6 +820,8 @@ def main(argv=None) -> None:
     pk.add_argument("--budget", type=float, required=True, metavar="SECONDS")
     sub.add_parser("lab", help="open JupyterLab on book/ with the .py chapters as notebooks "
                                "(other options go to jupyter-lab, e.g. --no-browser --port 8890)")
+    vd = sub.add_parser("verdicts", help="print the claims ledger on the committed paper records (the README's table)")
+    vd.add_argument("--readme", action="store_true", help="write it into README.md's verdict block")
     args, extra = parser.parse_known_args(argv)
     if args.command == "lab":
         lab(extra)
@@ -415,6 +834,9 @@ def main(argv=None) -> None:
         print("\n".join(f"[book] pick: {line}" for line in lines), file=sys.stderr, flush=True)
         print(name or "")
         return
+    if args.command == "verdicts":
+        write_readme_verdicts() if args.readme else print(verdicts_table())
+        return
     profile = args.profile or default_profile()
     params = parse_params(args.param)
     if args.command == "execute":
@@ -423,12 +845,12 @@ def main(argv=None) -> None:
         check_data(args.name)
         execute(args.name, profile, params)
         if args.html:
-            missing = [n for n in chapters() if not (SRC / "book" / f"{n}.ipynb").exists()]
+            missing = [n for n in chapters() if not (EXECUTED / f"{n}.ipynb").exists()]
             if missing:
                 print(f"[book] HTML not rebuilt: {', '.join(missing)} not executed yet "
                       f"(`make book` executes every chapter once)", flush=True)
                 return
-            print(f"[book] built {build_html()}", flush=True)
+            publish()
         return
     times = []
     if not args.no_execute:
@@ -439,8 +861,18 @@ def main(argv=None) -> None:
         (BUILD / "chapter_times.json").write_text(json.dumps({"profile": profile, "chapters": times}, indent=1))
         total = sum(t["seconds"] for t in times)
         print(f"[book] executed {len(times)} chapters on profile {profile} in {total:.0f} s", flush=True)
+    publish()
+
+
+def publish() -> Path:
+    """Build the HTML, then refuse it if a page shows build noise (:func:`scan_html`)."""
     index = build_html()
+    found = scan_html()
+    if found:
+        raise BookError(f"the built pages show build noise ({len(found)} finding(s)); fix the chapter or "
+                        f"tools/book.py's page rules:\n  " + "\n  ".join(found[:30]))
     print(f"[book] built {index}", flush=True)
+    return index
 
 
 if __name__ == "__main__":

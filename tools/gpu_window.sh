@@ -138,7 +138,7 @@ elif [ -n "$chapter" ]; then
   # shellcheck disable=SC2086  # the chapter's name, then its options
   timeout "$left" python3 tools/book.py execute $chapter --profile paper
   echo "chapter $name: exit status $?"
-  cp _build/src/book/"$name".ipynb "$out"/ && echo "executed notebook: $out/$name.ipynb"
+  cp _build/executed/"$name".ipynb "$out"/ && echo "executed notebook: $out/$name.ipynb"
   python3 tools/gpu_records.py pack "$runs_dir" "$work"/mcr2-before.txt "$out"/chapter-records.tar.xz
 fi
 

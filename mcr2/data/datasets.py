@@ -1,62 +1,36 @@
-"""Datasets of the report: MNIST, USPS, DIGITS (both), with or without CIFAR backgrounds.
+"""The report's datasets: MNIST, USPS and DIGITS (both) for classification, and per-pixel
+segmentation of the same digits, plain or over CIFAR backgrounds (:mod:`.backgrounds`).
 
 Everything is tensor-backed: a dataset holds all of its images in memory and
 ``tensors(device)`` hands them to a training loop in one move (the fast path on a GPU).
-
-Data root (:func:`data_root`): an explicit ``root`` argument, else the environment variable
-``MCR2_DATA``, else the project's ``data/`` folder. Files expected under it (torchvision's layout):
-
-    MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte   MNIST, 60 000 train / 10 000 test
-    usps.bz2, usps.t.bz2                                     USPS (LIBSVM text), 7 291 / 2 007
-    cifar-100-python/  or  cifar100_images.npz               CIFAR-100 backgrounds (report)
-    cifar-10-batches-py/                                     CIFAR-10 backgrounds (authors' code)
-
-Nothing is downloaded unless ``download=True`` is passed. A missing file raises
-:class:`DataNotFoundError`, an unreadable one :class:`DataCorruptError`; both say which dataset,
-which files, which folders were searched and how to fix it.
-
-Randomness (USPS random padding, background picture and crop) is a pure function of
-(seed, split, index): it is drawn for the whole split from a ``torch.Generator`` seeded by a
-SHA-256 of (seed, split), so an item is the same picture every epoch, on every machine, whatever
-``limit`` is.
+USPS random padding is drawn for the whole split from the (seed, split) generator, so an item is
+the same picture whatever ``limit`` is.
 """
 from __future__ import annotations
 
 import bz2
 import functools
-import hashlib
 import math
-import os
-import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import BACKGROUNDS, DOMAINS, USPS_LAYOUTS  # the choices, defined once with the config
+from ..config import BACKGROUNDS, DOMAINS, USPS_LAYOUTS  # the choices, defined once with the config
+from .backgrounds import _compose_, _crop, _draw_backgrounds, _load_backgrounds, masks_from_digits
+from .root import (
+    MNIST_FILES,
+    USPS_FILES,
+    _check_choice,
+    _check_limit,
+    _corrupt,
+    _generator,
+    _not_found,
+    _stat,
+    data_root,
+)
 
-__all__ = [
-    "MASK_THRESHOLD",
-    "NUM_SEGMENTATION_CLASSES",
-    "DOMAINS",
-    "SPLITS",
-    "BACKGROUNDS",
-    "USPS_LAYOUTS",
-    "DataNotFoundError",
-    "DataCorruptError",
-    "data_root",
-    "check_data_root",
-    "digits",
-    "segmentation",
-    "DigitsDataset",
-    "SegmentationDataset",
-    "compose",
-    "masks_from_digits",
-]
-
-MASK_THRESHOLD = 0.3  # a pixel belongs to the digit where its intensity (in [0, 1]) is >= this
 NUM_SEGMENTATION_CLASSES = 11  # background (0) + digits 0..9 (classes 1..10)
 SPLITS = ("train", "test")
 DOMAIN_NAMES = ("mnist", "usps")  # index = value of a dataset's .domain
@@ -64,132 +38,6 @@ DOMAIN_NAMES = ("mnist", "usps")  # index = value of a dataset's .domain
 # Expected sizes of the real files; checked on load (tests with tiny fixtures patch these).
 MNIST_COUNTS = {"train": 60_000, "test": 10_000}
 USPS_COUNTS = {"train": 7_291, "test": 2_007}
-USPS_FILES = {"train": "usps.bz2", "test": "usps.t.bz2"}
-MNIST_FILES = (
-    "MNIST/raw/train-images-idx3-ubyte",
-    "MNIST/raw/train-labels-idx1-ubyte",
-    "MNIST/raw/t10k-images-idx3-ubyte",
-    "MNIST/raw/t10k-labels-idx1-ubyte",
-)
-CIFAR100_NPZ = "cifar100_images.npz"
-CIFAR100_DIR = "cifar-100-python"
-CIFAR10_DIR = "cifar-10-batches-py"
-NPZ_TRAIN_FRACTION = 0.8  # cifar100_images.npz has no split: 80 % train / 20 % val backgrounds
-NPZ_SPLIT_SEED = 20_240_601  # fixed, independent of the run seed: validation never changes
-
-_REPO = Path(__file__).resolve().parent.parent
-_FIX = (
-    "Fix: set MCR2_DATA=/path/to/shared/data (a folder holding MNIST/raw/, usps.bz2, "
-    "usps.t.bz2, cifar100_images.npz), pass root=..., put the files in "
-    f"{_REPO / 'data'}, or pass download=True on a machine with internet."
-)
-
-
-# --------------------------------------------------------------------------- errors, root
-
-
-class DataNotFoundError(FileNotFoundError):
-    """A dataset's files are missing under the data root (the message says what and how to fix)."""
-
-
-class DataCorruptError(DataNotFoundError):
-    """A dataset file exists but cannot be read (bad header, wrong size, broken compression)."""
-
-
-def _resolve_root(root=None) -> tuple[Path, str, list[Path]]:
-    """(root, how it was chosen, folders searched)."""
-    if root is not None:
-        p = Path(root).expanduser()
-        return p.resolve(), "the root argument", [p.resolve()]
-    env = os.environ.get("MCR2_DATA")
-    if env:
-        p = Path(env).expanduser()
-        if p.is_absolute():
-            return p, "MCR2_DATA", [p]
-        # A relative MCR2_DATA is read against the working directory, then against the
-        # project root, so MCR2_DATA=../shared/data also works from inside book/.
-        candidates = [(Path.cwd() / p).resolve(), (_REPO / p).resolve()]
-        for c in candidates:
-            if c.is_dir():
-                return c, "MCR2_DATA", candidates
-        return candidates[0], "MCR2_DATA", candidates
-    p = _REPO / "data"
-    return p, "the project default (MCR2_DATA is not set)", [p]
-
-
-def data_root(root=None) -> Path:
-    """The data folder: ``root`` if given, else ``$MCR2_DATA``, else ``<repo>/data``."""
-    return _resolve_root(root)[0]
-
-
-def check_data_root(root=None, *, domains=("mnist", "usps"), backgrounds=("cifar100",)) -> Path:
-    """The data root, after checking that the files of ``domains`` and ``backgrounds`` are there.
-
-    Cheap (file presence only, contents are checked on load): run it before any work starts, so
-    a missing root fails at once with one :class:`DataNotFoundError` that lists every missing file,
-    the folders searched and the fix. ``domains``: any of :data:`DOMAINS`; ``backgrounds``:
-    "cifar100" (``cifar-100-python/`` or ``cifar100_images.npz``) and/or "cifar10".
-    """
-    path, how, searched = _resolve_root(root)
-    for d in domains:
-        _check_choice("domain", d, DOMAINS)
-    for b in backgrounds:
-        _check_choice("background", b, BACKGROUNDS)
-    need_mnist = any(d in ("mnist", "digits") for d in domains)
-    need_usps = any(d in ("usps", "digits") for d in domains)
-    missing = [f for f in MNIST_FILES if need_mnist and not (path / f).is_file()]
-    missing += [f for f in USPS_FILES.values() if need_usps and not (path / f).is_file()]
-    if "cifar100" in backgrounds and not ((path / CIFAR100_DIR).is_dir() or (path / CIFAR100_NPZ).is_file()):
-        missing.append(f"{CIFAR100_NPZ} (or {CIFAR100_DIR}/)")
-    if "cifar10" in backgrounds and not (path / CIFAR10_DIR).is_dir():
-        missing.append(f"{CIFAR10_DIR}/")
-    if missing:
-        state = "does not exist" if not path.is_dir() else f"lacks {', '.join(missing)}"
-        raise DataNotFoundError(
-            f"data root {path} (chosen by {how}) {state}. Searched: {', '.join(str(s) for s in searched)}. "
-            + _FIX
-        )
-    return path
-
-
-def _not_found(dataset: str, files, root) -> DataNotFoundError:
-    path, how, searched = _resolve_root(root)
-    msg = (
-        f"{dataset}: data not found. Expected {', '.join(files)} under the data root. "
-        f"Searched: {', '.join(str(s) for s in searched)} (chosen by {how}). " + _FIX
-    )
-    return DataNotFoundError(msg)
-
-
-def _corrupt(dataset: str, file: Path, reason: str) -> DataCorruptError:
-    return DataCorruptError(
-        f"{dataset}: file {file} is unreadable or corrupt ({reason}). Replace it with a good "
-        f"copy (see data/README.md), or set MCR2_DATA=/path/to/shared/data to a folder holding "
-        f"good copies."
-    )
-
-
-def _check_choice(name, value, valid):
-    if value not in valid:
-        raise ValueError(f"{name}={value!r} is not valid; choose one of {list(valid)}")
-
-
-def _check_limit(limit):
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive int or None, got {limit!r}")
-
-
-def _stat(path: Path):
-    st = path.stat()
-    return (st.st_size, st.st_mtime_ns)
-
-
-def _generator(seed: int, split: str, purpose: str) -> torch.Generator:
-    # SHA-256, not hash(): Python salts str hashes per process.
-    digest = hashlib.sha256(f"mcr2:{seed}:{split}:{purpose}".encode()).digest()
-    g = torch.Generator()
-    g.manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
-    return g
 
 
 # --------------------------------------------------------------------------- raw loaders
@@ -319,110 +167,6 @@ def _usps_to_28(img16: torch.Tensor, layout: str, seed: int, split: str) -> torc
     cols = (off[:, 1, None] + ar)[:, None, :]  # (N, 1, 16)
     out[torch.arange(n)[:, None, None], 0, rows, cols] = x[:, 0]
     return out
-
-
-# --------------------------------------------------------------------------- backgrounds
-
-
-@functools.lru_cache(maxsize=2)
-def _npz_cached(file: str, _sig) -> torch.Tensor:
-    path = Path(file)
-    try:
-        # Open the file ourselves: np.load leaks its handle when the zip is broken.
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
-            images = z["images"]
-    except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError, zipfile.BadZipFile) as e:
-        raise _corrupt("CIFAR-100 (npz)", path, f"cannot read array 'images': {e!r}") from e
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
-        raise _corrupt("CIFAR-100 (npz)", path, f"'images' is {images.dtype} {images.shape}, expected uint8 (N, 32, 32, 3)")
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) -> (N, 3, 32, 32)
-
-
-@functools.lru_cache(maxsize=2)
-def _torchvision_cifar_cached(root: str, which: str, train: bool, _sig) -> torch.Tensor:
-    from torchvision import datasets
-
-    cls = datasets.CIFAR100 if which == "cifar100" else datasets.CIFAR10
-    folder = Path(root) / (CIFAR100_DIR if which == "cifar100" else CIFAR10_DIR)
-    try:
-        ds = cls(root, train=train, download=False)
-    except (RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as e:
-        raise _corrupt(which.upper(), folder, f"torchvision could not read it: {e!r}") from e
-    return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (N,32,32,3) -> (N,3,32,32)
-
-
-def _load_backgrounds(background: str, split: str, root, download: bool):
-    """Background pictures for a split: (uint8 (M, 3, 32, 32), source file name, pool indices)."""
-    path = data_root(root)
-    train = split == "train"
-    if background == "cifar100":
-        if not (path / CIFAR100_DIR).is_dir() and (path / CIFAR100_NPZ).is_file():
-            images = _npz_cached(str(path / CIFAR100_NPZ), _stat(path / CIFAR100_NPZ))
-            # No original split in the npz: a fixed permutation, 80 % train / 20 % val,
-            # so train and val backgrounds come from disjoint pictures.
-            g = torch.Generator().manual_seed(NPZ_SPLIT_SEED)
-            perm = torch.randperm(images.shape[0], generator=g)
-            n_train = int(round(NPZ_TRAIN_FRACTION * images.shape[0]))
-            pool = perm[:n_train] if train else perm[n_train:]
-            return images[pool], CIFAR100_NPZ, pool
-        if not (path / CIFAR100_DIR).is_dir() and download:
-            from torchvision import datasets
-
-            datasets.CIFAR100(str(path), train=train, download=True)
-        if not (path / CIFAR100_DIR).is_dir():
-            raise _not_found("CIFAR-100 backgrounds", [f"{CIFAR100_DIR}/ (torchvision)", CIFAR100_NPZ], root)
-        sig = _stat(path / CIFAR100_DIR)
-        return _torchvision_cifar_cached(str(path), "cifar100", train, sig), CIFAR100_DIR, None
-    # cifar10: torchvision's folder only
-    if not (path / CIFAR10_DIR).is_dir() and download:
-        from torchvision import datasets
-
-        datasets.CIFAR10(str(path), train=train, download=True)
-    if not (path / CIFAR10_DIR).is_dir():
-        raise _not_found("CIFAR-10 backgrounds", [f"{CIFAR10_DIR}/ (torchvision)"], root)
-    sig = _stat(path / CIFAR10_DIR)
-    return _torchvision_cifar_cached(str(path), "cifar10", train, sig), CIFAR10_DIR, None
-
-
-def _draw_backgrounds(n_pool: int, n: int, seed: int, split: str):
-    """Picture index (n,) and crop offsets (n, 2) per item, a pure function of (seed, split, index)."""
-    g = _generator(seed, split, "background")
-    pick = torch.randint(0, n_pool, (n,), generator=g)
-    off = torch.randint(0, 32 - 28 + 1, (n, 2), generator=g)  # top, left in 0..4
-    return pick, off
-
-
-def _crop(pool: torch.Tensor, pick: torch.Tensor, off: torch.Tensor) -> torch.Tensor:
-    """uint8 (M, 3, 32, 32) pictures -> (n, 3, 28, 28) crops."""
-    out = torch.empty(pick.shape[0], pool.shape[1], 28, 28, dtype=pool.dtype)
-    key = off[:, 0] * 5 + off[:, 1]
-    for k in torch.unique(key).tolist():  # one vectorised copy per distinct offset (25 of them)
-        sel = (key == k).nonzero().squeeze(1)
-        t, l = divmod(k, 5)
-        out[sel] = pool[pick[sel], :, t: t + 28, l: l + 28]
-    return out
-
-
-def compose(digit: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-    """Lay a digit (..., 1, H, W) in [0, 1] over a background (..., 3, H, W) in [0, 1].
-
-    The authors' composition (FACTS.md): the background is zeroed under the digit's pixels
-    (intensity >= MASK_THRESHOLD) and the digit is added on all three channels, then clipped.
-    Chosen over alpha blending because it is what the authors trained on and it makes every
-    labelled digit pixel show exactly the digit's intensity on all channels.
-    """
-    return _compose_(background.clone(), digit)
-
-
-def _compose_(background: torch.Tensor, digit: torch.Tensor) -> torch.Tensor:
-    # In place on a fresh background tensor: three passes over (N, 3, 28, 28), no temporaries.
-    return background.masked_fill_(digit >= MASK_THRESHOLD, 0).add_(digit).clamp_(0, 1)
-
-
-def masks_from_digits(digit_images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-pixel classes (N, H, W) int64: label+1 where the digit is >= MASK_THRESHOLD, else 0."""
-    fg = digit_images[:, 0] >= MASK_THRESHOLD  # (N, 1, H, W) -> (N, H, W)
-    return torch.where(fg, labels.to(torch.int64)[:, None, None] + 1, 0)
 
 
 # --------------------------------------------------------------------------- datasets
