@@ -11,7 +11,7 @@
 # records (section "Evaluation choices, measured").
 
 # %% tags=["parameters"]
-profile = "auto"  # auto | smoke | paper (profile of the two measured runs; auto means smoke, paper needs their records)
+profile = "auto"  # auto | smoke | paper (of the measured runs; auto: paper with CUDA or all their records, else smoke)
 seed = 0  # data seed (DataConfig.seed) of the demonstrations and seed of the measured runs
 examples = 8  # how many validation images each demonstration shows
 device = "auto"  # where the measured runs train if missing: "auto" (CUDA if available), "cpu" or "cuda"
@@ -25,14 +25,12 @@ from myst_nb import glue
 
 import mcr2
 from mcr2 import data
-from mcr2.engine import run
-from mcr2.experiments import PROFILES, experiment
-from mcr2.faithfulness import BATCHNORM_TOPIC, FIT_TOPIC, deviations_table
+from mcr2.faithfulness import deviations_table, evaluation_effects, evaluation_profile, measure_evaluation, missing_text
 from mcr2.plots import digit_extent, image_grid, label_rows, legible, plot_digit_size, plot_samples, use_style
-from mcr2.summary import final_value, page_table, runs_behind, scale_text
+from mcr2.summary import page_table, runs_behind, scale_text
 
 use_style()
-measured_profile = "smoke" if profile == "auto" else profile
+measured_profile = evaluation_profile(profile, seed, device)
 print(f"profile={profile} (measured runs: {measured_profile}) seed={seed} examples={examples} data={data.data_root()}")
 
 # %% [markdown]
@@ -46,38 +44,24 @@ print(f"profile={profile} (measured runs: {measured_profile}) seed={seed} exampl
 # here on one seed of the profile above, each against the same run with the setting changed.
 
 # %%
-MNIST_TRAIN = 60_000  # MNIST's training split: the paper profile fits on 20,000 of them, a third
-fit_share = PROFILES["paper"]["classification"]["eval"]["fit_limit"] / MNIST_TRAIN
-kw = dict(device=device, progress=progress, train_if_missing=measured_profile != "paper")
-bn_on = run(experiment("cls_mnist_ce", measured_profile, seed), **kw)
-bn_off = run(experiment("cls_mnist_ce", measured_profile, seed, **{"eval.recalibrate_bn": False}), **kw)
-fit_all = run(experiment("cls_mnist_mcr2", measured_profile, seed), **kw)
-n_train = fit_all.record["data"]["train"]["N"]
-fit_part = run(experiment("cls_mnist_mcr2", measured_profile, seed,
-                          **{"eval.fit_limit": max(1, round(fit_share * n_train))}), **kw)
-
-
-def accuracy(rec) -> str:
-    return f"MNIST {final_value(rec, 'mnist_acc'):.3f}, USPS {final_value(rec, 'usps_acc'):.3f}"
-
-
-effects = {
-    BATCHNORM_TOPIC: (f"{measured_profile} cls_mnist_ce, seed {seed}: {accuracy(bn_on)} re-estimated; "
-                      f"{accuracy(bn_off)} with the training-time running averages"),
-    FIT_TOPIC: (f"{measured_profile} cls_mnist_mcr2, seed {seed}: {accuracy(fit_all)} fitted on "
-                f"{fit_all.config.eval.fit_limit or n_train:,} training images; {accuracy(fit_part)} on the first "
-                f"{fit_part.config.eval.fit_limit:,} ({fit_share:.0%}, the paper profile's share)"),
-}
+arms = measure_evaluation(measured_profile, seed, device=device, progress=progress)
+effects = evaluation_effects(arms)
 for topic, text in effects.items():
     print(f"{topic}: {text}")
+missing = missing_text(arms)
+if missing:
+    print(missing)
+measured = {f"{a.topic}: {a.label}": [a.record] for a in arms if a.record is not None}
 glue("10-measured", Markdown("; ".join(effects.values())), display=False)
-measured = {"BatchNorm": [bn_on, bn_off], "fit": [fit_all, fit_part]}
-glue("10-measured-settings", Markdown(scale_text(measured)), display=False)
-display(HTML(runs_behind(measured)))
+glue("10-measured-settings", Markdown(scale_text(measured) if measured else f"no {measured_profile} records yet"),
+     display=False)
+glue("10-missing", Markdown(missing or "Every run behind these numbers has a record."), display=False)
+if measured:
+    display(HTML(runs_behind(measured)))
 
 # %% [markdown]
-# Measured ({glue:md}`10-measured-settings`): {glue:md}`10-measured`. The deviation table below
-# carries the same numbers.
+# Measured ({glue:md}`10-measured-settings`): {glue:md}`10-measured`. {glue:md}`10-missing` The
+# deviation table below carries the same numbers.
 #
 # ## Every difference
 
