@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from .metrics import cosine_abs_blocks
+from .records import steps_kind, steps_mix_text
 
 __all__ = [
     "settings_text",
@@ -193,6 +194,18 @@ def _steps(r) -> str | None:
     return None if flag is None else ("graphed" if flag else "eager")
 
 
+def _steps_cell(recs: list) -> str:
+    """The steps column of one experiment: "eager", "graphed" or "not recorded"; where its seeds
+    mix eager and graphed steps (:func:`mcr2.records.steps_kind`), the seeds of each."""
+    kinds: dict[str, list[int]] = {}
+    for r in recs:
+        kinds.setdefault(steps_kind(r), []).append(r.config.seed)
+    if len(kinds) < 2:
+        return _distinct(s or "not recorded" for s in map(_steps, recs))
+    return ", ".join(f"{kind} (seed{'s' * (len(seeds) > 1)} {_join(sorted(seeds))})"
+                     for kind, seeds in sorted(kinds.items()))
+
+
 def _device(r) -> str:
     rec, dev = r.record, r.record.get("provenance", {}).get("device", {})
     name = rec.get("gpu_name") or dev.get("name") or dev.get("type") or "?"
@@ -215,7 +228,9 @@ def runs_behind(runs: dict, title: str = "Runs behind this page") -> str:
     commit(s), date(s) and mean wall time; a second table with every other field the records
     carry (software versions, launcher, ... whatever they have); then the evaluation notes
     (BatchNorm re-estimation, nearest-subspace fit and dimension) and the device's
-    nondeterminism note."""
+    nondeterminism note. Where an experiment's seeds mix eager and graphed training steps, a
+    paragraph above the block says so (:func:`mcr2.records.steps_mix_text`), visible without
+    opening it, and the steps column names the seeds of each."""
     by_name = _by_experiment(runs)
     if not by_name:
         raise ValueError("runs_behind needs at least one run record")
@@ -224,7 +239,6 @@ def runs_behind(runs: dict, title: str = "Runs behind this page") -> str:
         images = sorted({r.record.get("data", {}).get("train", {}).get("N") for r in recs} - {None})
         backgrounds = {r.record.get("data", {}).get("train", {}).get("background_source") for r in recs} - {None}
         walls = [r.record.get("wall_time_s") for r in recs if isinstance(r.record.get("wall_time_s"), (int, float))]
-        steps = [_steps(r) for r in recs]
         row = {
             "experiment": name,
             "profile": _distinct(sorted({r.config.profile for r in recs})),
@@ -232,7 +246,7 @@ def runs_behind(runs: dict, title: str = "Runs behind this page") -> str:
             "epochs": _join(sorted({r.config.optim.epochs for r in recs})),
             "train images": _join(images, lambda n: f"{n:,}") or "?",
             "device": _distinct(_device(r) for r in recs),
-            "steps": _distinct(s or "not recorded" for s in steps),
+            "steps": _steps_cell(recs),
             "commit": _distinct(sorted({_commit(r) for r in recs})),
             "date": _distinct(sorted({str(r.record.get("started", ""))[:10] for r in recs})),
             "wall time (s)": f"{np.mean(walls):.0f}" if walls else "?",
@@ -274,7 +288,9 @@ def runs_behind(runs: dict, title: str = "Runs behind this page") -> str:
     body += [f"<p>{html.escape(t)}</p>" for t in texts]
     if len(pd.DataFrame(extra).columns) > 1:
         body += ["<p>Every other field the records carry:</p>", _table_html(pd.DataFrame(extra))]
-    return f"<details>\n<summary>{summary}</summary>\n" + "\n".join(body) + "\n</details>"
+    mix = steps_mix_text(runs)
+    above = f"<p>{html.escape(mix)}</p>\n" if mix else ""
+    return above + f"<details>\n<summary>{summary}</summary>\n" + "\n".join(body) + "\n</details>"
 
 
 _NUMBER_LIKE = re.compile(r"^[\s\d.,±+\-−–—%×\[\]()n/a]*$")

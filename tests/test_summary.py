@@ -20,6 +20,7 @@ from mcr2.summary import (
     final_metrics_table,
     mean_sd,
     record_cosine_blocks,
+    runs_behind,
     settings_text,
 )
 
@@ -57,6 +58,28 @@ def test_evaluation_choices_are_stated():
     smoke = {"CE": [fake("cls_mnist_ce")]}
     assert evaluation_text(smoke) == "BatchNorm statistics re-estimated on all training images before every evaluation"
     assert evaluation_text(smoke) in settings_text(smoke)
+
+
+def _steps(r, kind: str | None):
+    """``r`` trained with eager or graphed steps, as its provenance says (None: an older record)."""
+    if kind is not None:
+        r.record["provenance"]["graphed"] = kind
+    return r
+
+
+def test_runs_behind_says_above_the_block_when_seeds_mix_eager_and_graphed_steps():
+    mixed = {"CE": [_steps(fake("cls_mnist_ce", seed=0), "eager"), _steps(fake("cls_mnist_ce", seed=1), "graphed"),
+                    _steps(fake("cls_mnist_ce", seed=2), "graphed")],
+             "MCR²": [_steps(fake("cls_mnist_mcr2", seed=s), "graphed") for s in (0, 1, 2)]}
+    block = runs_behind(mixed)
+    above, details = block.split("<details>", 1)
+    assert above.startswith("<p>The seeds of cls_mnist_ce (eager: seed 0; graphed: seeds 1, 2) mix eager")
+    assert "cls_mnist_mcr2" not in above  # graphed throughout: not a mixed set
+    assert "<td>eager (seed 0), graphed (seeds 1, 2)</td>" in details and "<td>graphed</td>" in details
+    one_kind = runs_behind({"CE": [fake("cls_mnist_ce", seed=0), _steps(fake("cls_mnist_ce", seed=1), "eager")]})
+    assert one_kind.startswith("<details>") and "mix eager" not in one_kind  # an older record was eager too
+    older = runs_behind({"CE": [fake("cls_mnist_ce", seed=0), _steps(fake("cls_mnist_ce", seed=1), "graphed")]})
+    assert older.startswith("<p>The seeds of cls_mnist_ce (eager: seed 0; graphed: seed 1)")
 
 
 def test_final_values_count_finite_seeds_only():
