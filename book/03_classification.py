@@ -64,7 +64,7 @@ for ax, (title, panel_runs, domains) in zip(axes.flat, panels.values()):
     plot_accuracy_curves(ax, kept, domains=domains, colors=colors, title=title)
     ax.get_legend().remove()
     ax.set_ylabel("validation accuracy" if ax in axes[:, 0] else "")
-key = axes[1, 1]  # the fourth cell holds the legend shared by the three panels
+key = axes[1, 1]  # the fourth cell carries the legend shared by the three panels
 key.set_axis_off()
 handles = [Line2D([], [], color=c, label=label) for label, c in colors.items()]
 handles += [Line2D([], [], color="0.3", ls=ls, label=f"{name} validation") for name, ls in (("MNIST", "-"), ("USPS", "--"))]
