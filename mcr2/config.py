@@ -44,6 +44,7 @@ __all__ = [
     "BACKGROUND_MASKS",
     "OPTIMIZERS",
     "PROFILE_NAMES",
+    "LATER_FIELDS",
 ]
 
 #: Part of every run record's key: bump it when a change alters what training produces, so old
@@ -143,6 +144,8 @@ class DataConfig:
     train_limit: int | None = None  # first N training items (None = the whole split)
     val_limit: int | None = None  # first N items of each validation domain (None = all)
     seed: int = 0  # seed of the background pictures and crops: fixed, so every run sees the same images
+    repeat_each: int = 1  # r: an epoch shows item i // r at step position i, i.e. the first N/r training items r times
+    #                       in a row (the authors' code: 3, so 20 000 distinct digits; FACTS "Known faults"); 1 = each once
 
     def __post_init__(self):
         _check_part(self)
@@ -171,6 +174,8 @@ class LossConfig:
     mask_check_images: int = 256  # fixed validation images on which that accuracy is measured
     mcr2_resolution: int | None = None  # MCR² on features pooled to N×N cells, labels by majority vote
     #                                     (cells weighted by their majority share); None = every pixel
+    mask_drop_background: bool = False  # masking: keep pixels whose true label is background (0) out of MCR² even
+    #                                     where the head calls them foreground (False: they enter MCR² as class 0)
 
     def __post_init__(self):
         _check_part(self)
@@ -186,6 +191,8 @@ class OptimConfig:
     epochs: int = 100  # passes over the training split
     batch_size: int = 500  # images per step
     amp: bool = True  # bf16 autocast + channels-last on CUDA (MCR² stays float32); ignored on CPU
+    shuffle: bool = True  # reshuffle the batches every epoch from the seed; False = the same batches in index order
+    #                       every epoch (the authors' code; FACTS "Known faults")
 
     def __post_init__(self):
         _check_part(self)
@@ -231,6 +238,9 @@ class Experiment:
         if loss.background_mask is not None and (loss.kind != "mcr2" or d.task != "segmentation"):
             raise ConfigError(f"loss.background_mask={loss.background_mask!r} applies to MCR² segmentation only "
                               f"(loss.kind={loss.kind!r}, data.task={d.task!r}): use null")
+        if loss.mask_drop_background and loss.background_mask is None:
+            raise ConfigError("loss.mask_drop_background=true applies to background masking only "
+                              "(loss.background_mask=null): set loss.background_mask or use false")
         if loss.mcr2_resolution is not None and d.task != "segmentation":
             raise ConfigError(f"loss.mcr2_resolution={loss.mcr2_resolution!r} applies to segmentation only: use null")
         if self.eval.n_components is not None and self.eval.n_components > m.feature_dim:
@@ -242,7 +252,14 @@ class Experiment:
         return 10 if self.data.task == "classification" else 11
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The config as plain data; a field of :data:`LATER_FIELDS` is left out while it holds the
+        value every record written before it existed had, so those records keep their keys."""
+        out = dataclasses.asdict(self)
+        for dotted, default in LATER_FIELDS.items():
+            part, name = dotted.split(".")
+            if out[part][name] == default:
+                del out[part][name]
+        return out
 
     def replace(self, **changes) -> "Experiment":
         """Copy with fields changed; nested fields with dotted names: ``replace(**{"optim.epochs": 3})``.
@@ -263,6 +280,15 @@ class Experiment:
         return dataclasses.replace(self, **top)
 
 
+#: Fields added after run records were committed, with the value those records implicitly have. At that
+#: value a field is absent from ``to_dict()`` (hence from the key), so adding a knob never retrains or
+#: orphans a record; ``experiment_from_dict`` fills it back in from the dataclass default.
+LATER_FIELDS: dict[str, object] = {
+    "data.repeat_each": 1,
+    "loss.mask_drop_background": False,
+    "optim.shuffle": True,
+}
+
 _PARTS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "eval": EvalConfig}
 _PREFIX.update({cls: name for name, cls in _PARTS.items()})
 
@@ -280,6 +306,7 @@ _RANGES = {
         "train_limit": _at_least(1),
         "val_limit": _at_least(1),
         "seed": _at_least(0),
+        "repeat_each": _at_least(1),
     },
     ModelConfig: {
         "arch": _choice(tuple(ARCHS.values())),

@@ -4,6 +4,8 @@ and the small arrays the figures need. A mixin of the trainer (:mod:`mcr2.traini
 trainer's model, data and config and changes nothing but the BatchNorm running statistics."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -12,7 +14,38 @@ from torch import nn
 from .metrics import binary_accuracy, confusion_matrix, cosine_abs_blocks, segmentation_scores
 from .subspace import NearestSubspace
 
-__all__ = ["Evaluation"]
+__all__ = ["Evaluation", "digit_edge", "edge_counts", "digit_errors"]
+
+
+def digit_edge(target: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) bool: digit pixels (class > 0) with a background pixel among their 4 neighbours
+    inside the image (the "pixels on the boundary of the instance" of report §2.2.1)."""
+    bg = F.pad((target == 0).float(), (1, 1, 1, 1)).bool()  # (B, H+2, W+2), outside counts as not background
+    near = bg[:, :-2, 1:-1] | bg[:, 2:, 1:-1] | bg[:, 1:-1, :-2] | bg[:, 1:-1, 2:]
+    return (target > 0) & near
+
+
+def edge_counts(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """int64 (2,): digit-edge pixels (:func:`digit_edge`) predicted right, and all of them; sums
+    over batches to the ``acc_digit_edge`` column."""
+    edge = digit_edge(target)
+    return torch.stack([(edge & (pred == target)).sum(), edge.sum()])
+
+
+def digit_errors(confusion: torch.Tensor) -> dict[str, float]:
+    """The two kinds of error on digit pixels, as shares of all true digit pixels (with
+    ``foreground_acc`` they add up to 1), from a (k, k) confusion matrix (rows = truth):
+    ``digit_as_background`` (called background) and ``digit_wrong_digit`` (given another digit).
+    Plus ``pred_foreground_share``: the share of all pixels predicted foreground."""
+    c = confusion.detach().to("cpu", torch.float64)
+    digits = c[1:]  # (k-1, k): rows of the true digit classes
+    total = float(digits.sum())
+    wrong = float(digits[:, 1:].sum() - torch.diagonal(digits[:, 1:]).sum())
+    return {
+        "digit_as_background": float(digits[:, 0].sum()) / total if total else math.nan,
+        "digit_wrong_digit": wrong / total if total else math.nan,
+        "pred_foreground_share": float(c[:, 1:].sum() / c.sum()) if float(c.sum()) else math.nan,
+    }
 
 
 class Evaluation:
@@ -83,15 +116,21 @@ class Evaluation:
         for dom, (X, Y) in self.val.items():
             if self.seg:
                 conf = torch.zeros(self.k, self.k, dtype=torch.long, device=self.device)
+                edge = torch.zeros(2, dtype=torch.long, device=self.device)  # edge pixels right, all
                 bg_correct = 0.0
                 for sl in self._batches(X.shape[0], bs):
                     pred, bg = self._predict(X[sl], ns)
                     conf += confusion_matrix(pred, Y[sl], self.k)
+                    edge += edge_counts(pred, Y[sl])
                     if bg is not None:
                         bg_correct += binary_accuracy(bg, Y[sl] > 0) * Y[sl].numel()
                 scores = segmentation_scores(conf)
                 for key in ("foreground_acc", "pixel_acc", "background_acc", "mean_iou"):
                     metrics[f"{dom}_{key}"] = scores[key]
+                for key, value in digit_errors(conf).items():
+                    metrics[f"{dom}_{key}"] = value
+                right, total = (int(v) for v in edge)
+                metrics[f"{dom}_acc_digit_edge"] = right / total if total else math.nan
                 for c, acc in enumerate(scores["per_class_acc"]):
                     metrics[f"{dom}_class{c}_acc"] = acc
                 if self.exp.loss.background_mask is not None:

@@ -45,11 +45,11 @@ from pathlib import Path
 from . import executors
 from .config import ConfigError, parse_overrides
 from .costs import COSTS_FILE, estimate, load_costs, merge_costs, worker_start_seconds
-from .experiments import EXPERIMENTS, PROFILE_SEEDS, experiment
+from .experiments import DIFFERENCE_EXPERIMENTS, EXPERIMENTS, PROFILE_SEEDS, experiment
 from .records import check_runs_dir, complete_record_path, default_runs_dir, find_record, load_record, record_dir
 from .workers import Worker
 
-__all__ = ["PRIORITY", "Planned", "plan_runs", "profile_table", "profile_seconds", "backgrounds_needed",
+__all__ = ["PRIORITY", "AFTER_REPORT", "Planned", "plan_runs", "profile_table", "profile_seconds", "backgrounds_needed",
            "pack_records", "import_pack", "add_arguments", "main_from_args"]
 
 #: What each group of runs is for, most valuable first; experiments not named here come last.
@@ -58,6 +58,9 @@ PRIORITY: list[tuple[str, list[str]]] = [
     ("Figure 1: classification across domains", ["cls_mnist_ce", "cls_mnist_mcr2", "cls_digits_ce", "cls_digits_mcr2"]),
     ("Figures 2a, 3: segmentation of plain MNIST", ["seg_mnist_mcr2", "seg_mnist_ce"]),
 ]
+#: Experiments that explain the report's results rather than reproduce them (chapter 11): after every
+#: experiment of the report, those outside PRIORITY included.
+AFTER_REPORT: list[tuple[str, list[str]]] = [("Chapter 11: why the results differ", list(DIFFERENCE_EXPERIMENTS))]
 #: Seconds kept at the end of the budget for the last pack.
 PACK_RESERVE_S = 10.0
 #: Largest pack (the files that come back from a GPU machine are at most 16 MiB each).
@@ -94,8 +97,9 @@ def ordered_names(names: list[str] | None = None) -> list[tuple[str, str]]:
         if n not in EXPERIMENTS:
             raise KeyError(f"unknown experiment {n!r}; known: {', '.join(EXPERIMENTS)}")
     out = [(group, n) for group, members in PRIORITY for n in members if n in wanted]
-    out += [("other experiments", n) for n in wanted if n not in {m for _, m in out}]
-    return out
+    later = [(group, n) for group, members in AFTER_REPORT for n in members if n in wanted]
+    out += [("other experiments", n) for n in wanted if n not in {m for _, m in out + later}]
+    return out + later
 
 
 def plan_runs(seeds: list[int], runs_dir: Path, costs: dict, jobs: int = 1, names: list[str] | None = None,

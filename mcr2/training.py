@@ -25,11 +25,11 @@ from .config import ARCHS, CODE_VERSION, Experiment, config_key
 from .evaluation import Evaluation
 from .graphs import GraphedStep, step_log
 from .loss import MCR2Loss, pooled_rows, rate_reduction
-from .masking import MaskSwitch
+from .masking import MaskSwitch, shared_gradient_norms
 from .models import ClassifierHead, ResNet18Features, UNet
 from .records import RunRecord, load_record, provenance, record_dir, update_record_json, write_record
 
-__all__ = ["TrainingDiverged", "CUDNN_BENCHMARK", "CUDA_GRAPHS", "PHASES", "graphs_for"]
+__all__ = ["TrainingDiverged", "CUDNN_BENCHMARK", "CUDA_GRAPHS", "PHASES", "graphs_for", "epoch_order"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -130,6 +130,19 @@ def _note_writing(path: Path, seconds: float) -> None:
 #: Runs trained at once on threads of one process (mcr2.workers) seed the global generator and draw
 #: their initial weights from it one at a time.
 _SEEDED_INIT = threading.Lock()
+
+
+def epoch_order(exp: Experiment, n: int, epoch: int) -> torch.Tensor:
+    """The training items of ``epoch`` in the order the steps take them, (n,) int64 on the CPU:
+    reshuffled from the seed every epoch, or (``optim.shuffle`` false, the authors' code) the same
+    order every epoch; with ``data.repeat_each`` r > 1, item i // r at position i (the authors'
+    ``item // 3``: the first n / r items, each r times in a row)."""
+    if exp.optim.shuffle:
+        g = torch.Generator().manual_seed(exp.seed * 100_003 + epoch)
+        order = torch.randperm(n, generator=g)
+    else:
+        order = torch.arange(n)
+    return order // exp.data.repeat_each if exp.data.repeat_each > 1 else order
 
 
 class _Trainer(Evaluation):
@@ -265,10 +278,18 @@ class _Trainer(Evaluation):
                 with torch.no_grad():
                     rr = rate_reduction(Z.detach(), labels, self.k, loss_cfg.eps_sq, weights=fg_true.reshape(-1), check=False)
                 return loss, loss, rr
-            keep = fg_true if loss_cfg.background_mask == "ground_truth" else bg.detach().argmax(1) == 1
-            rr = self._mcr2_term(feats, Z, y, keep)
+            rr = self._mcr2_term(feats, Z, y, self._mask_keep(bg, y))
             lam = loss_cfg.mcr2_weight
             return loss + lam * self.world * rr.loss, loss + lam * rr.loss, rr
+
+    def _mask_keep(self, bg, y):
+        """The pixels masked MCR² trains on, (B, H, W) bool: the true digit pixels (ground-truth mask)
+        or those the head calls foreground, less the true background ones with ``mask_drop_background``."""
+        loss_cfg = self.exp.loss
+        if loss_cfg.background_mask == "ground_truth":
+            return y > 0
+        keep = bg.detach().argmax(1) == 1
+        return keep & (y > 0) if loss_cfg.mask_drop_background else keep
 
     def _eager_step(self, x, y) -> torch.Tensor:
         """One training step as it runs without a CUDA graph; returns its log row (:func:`step_log`)."""
@@ -299,8 +320,7 @@ class _Trainer(Evaluation):
         """One pass over the training split in a seeded order; the per-step logs (loss, R, Rc, ΔR)
         stay on the device until the epoch ends (one host sync per epoch)."""
         exp, n, bs = self.exp, self.X.shape[0], self.exp.optim.batch_size
-        g = torch.Generator().manual_seed(exp.seed * 100_003 + epoch)
-        perm = torch.randperm(n, generator=g).to(self.device)
+        perm = epoch_order(exp, n, epoch).to(self.device)
         batches = [perm[i:i + bs] for i in range(0, n, bs)]
         self.progress.start_epoch(epoch, len(batches))
         logs = torch.zeros(len(batches), 4, device=self.device)  # loss, R, Rc, ΔR per step
@@ -357,6 +377,9 @@ class _Trainer(Evaluation):
                        "Rc": logs[:, 2].mean().item(), "delta_r": logs[:, 3].mean().item(),
                        "lr": self.opt.param_groups[0]["lr"], "mcr2_on": bool(self.mask_on)}
                 t_eval = time.perf_counter()
+                # Chapter 11's gradient diagnostic, in the mode of the epoch just trained (counted as evaluation).
+                if switch.enabled and self.world == 1:
+                    row.update(shared_gradient_norms(self))
                 if switch.enabled:
                     self.modules.eval()
                     row["bg_check_acc"] = switch.check(self.model, self._prep, epoch, self.world, self.device)
