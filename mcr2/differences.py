@@ -24,7 +24,7 @@ from .summary import final_value
 
 __all__ = ["QUESTIONS", "CAUSES", "LATE_EPOCHS", "Cause", "head_low_after_switch", "head_best_after_switch",
            "late_mean", "error_split", "grad_ratio_at_switch", "cause_test", "cause_verdicts", "decide_command",
-           "question_experiments"]
+           "question_experiments", "closing_text"]
 
 LATE_EPOCHS = 5  # "instability": a run's non-background accuracy averaged over its last this many evaluations
 
@@ -244,3 +244,24 @@ def decide_command(question: int, runs_dir: Path | None = None, seeds: list[int]
     names = " ".join(dict.fromkeys(p.name for p in todo))
     budget = int(math.ceil(seconds / 60.0) * 60 + 60)  # whole minutes, one spare for the start and the pack
     return f"python -m mcr2 paper --only {names} --budget {budget}", seconds
+
+
+def closing_text(records: dict, question: int, runs_dir: Path | None = None) -> str:
+    """The end of a question in the chapter, as Markdown: what the records decide, what they do not
+    (and why), and the command that would train what is missing, with its estimated GPU minutes."""
+    table = cause_verdicts(records, question)
+    decided = table[table["verdict"] != "undecided"]
+    open_ = table[table["verdict"] == "undecided"]
+    lines = ["**Decided.** " + ("; ".join(f"{r.cause}: {r.verdict} ({r.test})" for r in decided.itertuples()) + "."
+                                if len(decided) else "Nothing yet.")]
+    lines.append("**Not decided.** " + ("; ".join(f"{r.cause} ({r.why})" for r in open_.itertuples()) + "."
+                                        if len(open_) else "Nothing: every cause has a verdict."))
+    command, seconds = decide_command(question, runs_dir)
+    if command:
+        lines.append(f"**To decide it**, on a GPU (about {seconds / 60:.0f} GPU-minutes on the cost table's "
+                     f"device, one run at a time): `{command}`, then import the pack and render this chapter again.")
+    elif len(open_):
+        lines.append("**To decide it**: every paper record is there; what stays open needs more seeds "
+                     "(`python -m mcr2 paper --seeds 0 1 2 3 4 --only "
+                     + " ".join(question_experiments(question)) + " --budget SECONDS`).")
+    return "\n\n".join(lines)

@@ -295,3 +295,27 @@ def test_decide_command_names_the_missing_runs_and_their_cost(tmp_path):
     for name in differences.question_experiments(1):
         assert name in command
     assert seconds > 0 and int(command.rsplit(" ", 1)[1]) >= seconds
+
+
+# --------------------------------------------------------------------------- the chapter
+
+
+def test_chapter_is_in_the_book_after_chapter_7_and_papermill_reads_its_parameters():
+    import ast
+
+    import jupytext
+    from papermill.translators import PythonTranslator
+
+    toc = (ROOT / "_toc.yml").read_text()
+    assert "book/07_feature_space\n      - file: book/11_why_results_differ\n" in toc
+    nb = jupytext.read(ROOT / "book" / "11_why_results_differ.py")
+    assert nb.cells[0].source.startswith("# Why the results differ")
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    parsed = PythonTranslator.inspect(cell)
+    assigned = [node.targets[0].id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)]
+    assert [p.name for p in parsed] == assigned
+    defaults = {p.name: p.default for p in parsed}
+    assert defaults["profile"] == '"auto"' and "progress" in defaults
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    # Verdicts come from the ledger's rule in mcr2.differences, never from the chapter's own tests.
+    assert "cause_verdicts" in code and "welch" not in code and "ttest" not in code
