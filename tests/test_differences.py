@@ -285,6 +285,10 @@ def test_a_cause_is_decided_only_by_three_paper_seeds_per_arm():
     assert smoke["verdict"] == "undecided" and "smoke profile" in smoke["why"]
     two = verdict(records("paper", [0.97, 0.975], seeds=2))
     assert two["verdict"] == "undecided" and "≥ 3 per arm" in two["why"]
+    mixed = records("paper", [0.97, 0.975, 0.98])
+    mixed["seg_bg_mcr2_masked_lam01"] = records("smoke", [0.97, 0.975, 0.98])["seg_bg_mcr2_masked_lam01"]
+    row = verdict(mixed)
+    assert row["verdict"] == "undecided" and row["test"].startswith("none: runs of different profiles")
     other = differences.cause_verdicts(records("paper", [0.97, 0.975, 0.98]), 1)
     assert (other.loc[other["cause"].str.contains("ground truth"), "why"].str.contains("no records")).all()
 
