@@ -76,10 +76,11 @@ def span(values, digits: int = 3) -> str:
     return f"{lo:.{digits}f}" if round(lo, digits) == round(hi, digits) else f"{lo:.{digits}f}–{hi:.{digits}f}"
 
 
-def labelled(names: dict) -> dict:
-    """{label: records} of the experiments that have records, labels tagged with their profile."""
+def labelled(names: dict) -> tuple[dict, dict]:
+    """{label: records} of the experiments that have records, labels tagged with their profile, and
+    one colour per experiment (the same in every panel that shows it)."""
     present = {label: runs[name] for label, name in names.items() if runs.get(name)}
-    return tag_profiles(present, always=True)[0]
+    return tag_profiles(present, {label: f"C{i}" for i, label in enumerate(names)}, always=True)
 
 
 def verdict_table(question: int):
@@ -119,9 +120,10 @@ print(q1, q1_grad, sep="\n")
 Q1_ARMS = {"report (λ = 1)": "seg_bg_mcr2_masked", "λ = 0.1": "seg_bg_mcr2_masked_lam01",
            "true background kept out": "seg_bg_mcr2_masked_nobg", "ground-truth mask": "seg_bg_mcr2_masked_gt"}
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-q1_runs = labelled(Q1_ARMS)
-plot_metric_curves(axes[0], q1_runs, "mnist_bg_head_acc", ylabel="head accuracy", title="background head")
-plot_metric_curves(axes[1], q1_runs, "mnist_foreground_acc", ylabel="non-background accuracy",
+q1_runs, q1_colors = labelled(Q1_ARMS)
+plot_metric_curves(axes[0], q1_runs, "mnist_bg_head_acc", ylabel="head accuracy", colors=q1_colors,
+                   title="background head")
+plot_metric_curves(axes[1], q1_runs, "mnist_foreground_acc", ylabel="non-background accuracy", colors=q1_colors,
                    title="digit pixels", legend=False)
 glue("11-q1-curves", fig, display=False)
 plt.close(fig)
@@ -129,8 +131,10 @@ plt.close(fig)
 with_grads = {k: [r for r in v if "grad_ce_shared" in r.history.columns] for k, v in q1_runs.items()}
 with_grads = {k: v for k, v in with_grads.items() if v}
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-plot_metric_curves(axes[0], with_grads, "grad_ce_shared", ylabel="‖∇ CE(head)‖", title="CE of the head")
-plot_metric_curves(axes[1], with_grads, "grad_mcr2_shared", ylabel="‖∇ λ·MCR²‖", title="λ·MCR²", legend=False)
+plot_metric_curves(axes[0], with_grads, "grad_ce_shared", ylabel="‖∇ CE(head)‖", colors=q1_colors,
+                   title="CE of the head")
+plot_metric_curves(axes[1], with_grads, "grad_mcr2_shared", ylabel="‖∇ λ·MCR²‖", colors=q1_colors, title="λ·MCR²",
+                   legend=False)
 for ax in axes:
     ax.set_yscale("log")
 glue("11-q1-grads", fig, display=False)
@@ -197,9 +201,9 @@ for r in plain:
     swing.append(float(np.abs(np.diff(half)).max()) if len(half) > 1 else math.nan)
 sampled = np.concatenate([r.artefacts["feature_labels"] for r in plain])  # labels of random validation pixels
 cfg = plain[0].config
-glue("11-bg-share", f"{(sampled == 0).mean():.0%}", display=False)
+glue("11-bg-share", float((sampled == 0).mean()), display=False)
 glue("11-r", cfg.eval.n_components or cfg.model.feature_dim // cfg.num_classes, display=False)
-glue("11-fit", f"{cfg.eval.fit_limit or plain[0].record['data']['train']['N']:,}", display=False)
+glue("11-fit", int(cfg.eval.fit_limit or plain[0].record["data"]["train"]["N"]), display=False)
 q2 = (f"`seg_mnist_mcr2` ({plain[0].config.profile} profile) ends at {span(final_value(r, fg) for r in plain)} "
       f"non-background accuracy; digits {', '.join(map(str, DIGITS))} reach {weak}, and over the second half of "
       f"training the value moves by up to {span(swing)} from one epoch to the next. Over backgrounds "
@@ -210,9 +214,9 @@ glue("11-q2", Markdown(q2), display=False)
 print(q2)
 
 fig, ax = plt.subplots(figsize=(7, 4.4), constrained_layout=True)
-plot_metric_curves(ax, labelled({"MCR²": "seg_mnist_mcr2", "CE": "seg_mnist_ce", "MCR², masked": "seg_mnist_mcr2_masked",
-                                 "MCR², r = 30": "seg_mnist_mcr2_r30", "MCR² over backgrounds": "seg_bg_mcr2"}),
-                   fg, ylabel="non-background accuracy")
+q2_runs, q2_colors = labelled({"MCR²": "seg_mnist_mcr2", "CE": "seg_mnist_ce", "MCR², masked": "seg_mnist_mcr2_masked",
+                               "MCR², r = 30": "seg_mnist_mcr2_r30", "MCR² over backgrounds": "seg_bg_mcr2"})
+plot_metric_curves(ax, q2_runs, fg, ylabel="non-background accuracy", colors=q2_colors)
 glue("11-q2-curves", fig, display=False)
 plt.close(fig)
 
@@ -221,11 +225,11 @@ plt.close(fig)
 #
 # Candidate causes, each with its experiment:
 #
-# - **Background dominates R and Rc.** {glue:text}`11-bg-share` of the validation pixels are
+# - **Background dominates R and Rc.** {glue:text}`11-bg-share:.0%` of the validation pixels are
 #   background, one class whose volume MCR² must compress. `seg_mnist_mcr2_masked` masks it on
 #   plain MNIST, as over backgrounds.
 # - **The nearest-subspace classifier.** It keeps d // k = {glue:text}`11-r` components per class,
-#   fitted on {glue:text}`11-fit` training images; `seg_mnist_mcr2_r30` keeps 30 (the original MCR²
+#   fitted on {glue:text}`11-fit:,d` training images; `seg_mnist_mcr2_r30` keeps 30 (the original MCR²
 #   code) after the same training.
 # - **Instability of the run itself.** If the final epoch is a draw from a swing, the mean of the
 #   last epochs is the fairer number; the report's own records decide this one, no new run needed.
