@@ -70,7 +70,9 @@ def shared_gradient_norms(trainer) -> dict[str, float]:
     would add). Training mode, as the step runs; the BatchNorm running statistics are put back and
     no ``.grad`` is touched, so training goes on exactly as without this diagnostic.
 
-    Columns ``grad_ce_shared``, ``grad_mcr2_shared`` (NaN where no pixel is kept)."""
+    Columns ``grad_ce_shared``, ``grad_mcr2_shared`` (NaN where no pixel is kept); the trainer
+    records them for masked runs in one process (under torchrun each rank holds only its share of
+    the batch, so they are left out)."""
     model, exp = trainer.model, trainer.exp
     params = shared_parameters(model)
     buffers = [b for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)

@@ -110,6 +110,10 @@ def test_paper_runner_puts_the_difference_experiments_after_every_report_experim
     first = min(i for i, n in enumerate(names) if n in DIFFERENCE_EXPERIMENTS)
     assert set(names[first:]) == set(DIFFERENCE_EXPERIMENTS)
     assert all(n not in DIFFERENCE_EXPERIMENTS for n in names[:first])
+    assert sorted(n for _, members in paper.AFTER_REPORT for n in members) == sorted(DIFFERENCE_EXPERIMENTS)
+    # Question 1's three arms get their three seeds before anything else of the chapter starts.
+    q1 = {"seg_bg_mcr2_masked_gt", "seg_bg_mcr2_masked_lam01", "seg_bg_mcr2_masked_nobg"}
+    assert set(names[first:first + 9]) == q1 and [p.seed for p in plan[first:first + 9]] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
 
 
 def test_epoch_order_repeats_items_and_keeps_batches_fixed():
