@@ -144,8 +144,8 @@ class DataConfig:
     train_limit: int | None = None  # first N training items (None = the whole split)
     val_limit: int | None = None  # first N items of each validation domain (None = all)
     seed: int = 0  # seed of the background pictures and crops: fixed, so every run sees the same images
-    repeat_each: int = 1  # r: an epoch shows item i // r at step position i, i.e. the first N/r training items r times
-    #                       in a row (the authors' code: 3, so 20 000 distinct digits; FACTS "Known faults"); 1 = each once
+    repeat_each: int = 1  # r: position i of an epoch shows item i // r, the first N/r items r times in a row
+    #                       (the authors' code: 3, so 20 000 distinct digits; FACTS "Known faults"); 1 = each once
 
     def __post_init__(self):
         _check_part(self)

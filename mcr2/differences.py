@@ -20,6 +20,10 @@ import numpy as np
 import pandas as pd
 
 from .claims import ALPHA, MIN_SEEDS, VERDICT_PROFILE, Test, masking_events, welch
+from .costs import load_costs
+from .experiments import PROFILE_SEEDS
+from .paper import plan_runs
+from .records import default_runs_dir
 from .summary import final_value
 
 __all__ = ["QUESTIONS", "CAUSES", "LATE_EPOCHS", "Cause", "head_low_after_switch", "head_best_after_switch",
@@ -234,11 +238,6 @@ def cause_verdicts(records: dict, question: int) -> pd.DataFrame:
 def decide_command(question: int, runs_dir: Path | None = None, seeds: list[int] | None = None) -> tuple[str, float]:
     """The command that trains the paper records still missing for ``question``'s causes, and its
     estimated GPU seconds (mcr2/paper_costs.json, one run at a time); ("", 0) when none is missing."""
-    from .costs import load_costs
-    from .experiments import PROFILE_SEEDS
-    from .paper import plan_runs
-    from .records import default_runs_dir
-
     seeds = PROFILE_SEEDS["paper"] if seeds is None else seeds
     plan = plan_runs(seeds, Path(runs_dir or default_runs_dir("paper")), load_costs(), 1, question_experiments(question))
     todo = [p for p in plan if not p.done]
