@@ -26,7 +26,7 @@ import pandas as pd
 from IPython.display import Markdown
 from myst_nb import glue
 
-from mcr2.claims import masking_events
+from mcr2.claims import DIGIT_EDGE_COLUMN, masking_events
 from mcr2.differences import (
     LATE_EPOCHS,
     cause_verdicts,
@@ -279,7 +279,7 @@ for label, name in {"masked MCR² (report)": "seg_bg_mcr2_masked", "ground-truth
                      "non-background accuracy": round(final_value(r, fg), 3),
                      "digit pixels called background": round(split["as_background"], 3),
                      "digit pixels given another digit": round(split["wrong_digit"], 3),
-                     "digit-edge accuracy": round(final_value(r, "mnist_acc_digit_edge"), 3),
+                     "digit-edge accuracy": round(final_value(r, DIGIT_EDGE_COLUMN), 3),
                      "errors counted on": split["source"]})
 errors = pd.DataFrame(rows)
 

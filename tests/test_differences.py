@@ -16,6 +16,7 @@ import torch
 
 import mcr2.training as training
 from mcr2 import differences, paper
+from mcr2.claims import DIGIT_EDGE_COLUMN
 from mcr2.config import LATER_FIELDS, ConfigError, config_key, experiment_from_dict
 from mcr2.costs import load_costs
 from mcr2.evaluation import digit_edge, digit_errors, edge_counts
@@ -233,7 +234,7 @@ def test_every_difference_experiment_trains_at_smoke_scale(name, tmp_path):
     rec = run(tiny(name), tmp_path, progress="off")
     assert rec.status == "complete" and len(rec.history) == 2
     h = rec.history
-    for col in ("mnist_acc_digit_edge", "mnist_digit_as_background", "mnist_digit_wrong_digit",
+    for col in (DIGIT_EDGE_COLUMN, "mnist_digit_as_background", "mnist_digit_wrong_digit",
                 "mnist_pred_foreground_share"):
         values = h[col].to_numpy(dtype=float)
         assert np.isfinite(values).all() and ((0 <= values) & (values <= 1)).all(), col
@@ -256,7 +257,7 @@ def test_every_difference_experiment_trains_at_smoke_scale(name, tmp_path):
 def test_old_records_load_and_read_without_the_new_columns():
     rec = find_record(experiment("seg_bg_mcr2_masked", "paper", 0), PAPER)
     assert rec is not None
-    assert "mnist_acc_digit_edge" not in rec.history.columns and "grad_ce_shared" not in rec.history.columns
+    assert DIGIT_EDGE_COLUMN not in rec.history.columns and "grad_ce_shared" not in rec.history.columns
     assert math.isnan(differences.grad_ratio_at_switch(rec))
     split = differences.error_split(rec)
     assert split["source"].endswith("preview images") and 0 <= split["as_background"] <= 1
