@@ -23,7 +23,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from IPython.display import Markdown
+from IPython.display import HTML, Markdown
 from myst_nb import glue
 
 from mcr2.claims import DIGIT_EDGE_COLUMN, masking_events
@@ -38,16 +38,15 @@ from mcr2.differences import (
 )
 from mcr2.engine import run_all
 from mcr2.experiments import DIFFERENCE_EXPERIMENTS
-from mcr2.plots import plot_metric_curves, use_style
-from mcr2.summary import final_value, records_summary, settings_text, tag_profiles
+from mcr2.plots import legible, page_figure, plot_metric_curves, use_style
+from mcr2.summary import final_value, page_table, runs_behind, scale_text, settings_text, tag_profiles
 
 use_style()
 REPORT_NAMES = ["seg_bg_mcr2_masked", "seg_bg_mcr2", "seg_bg_ce", "seg_mnist_mcr2", "seg_mnist_ce"]
 report_runs = run_all(REPORT_NAMES, profile, seeds, retrain=retrain, device=device, progress=progress)
 new_runs = run_all(list(DIFFERENCE_EXPERIMENTS), profile, seeds, retrain=retrain, device=device, progress=progress)
 runs = {**report_runs, **new_runs}
-settings = settings_text(runs)
-glue("11-settings", Markdown(settings), display=False)
+glue("11-settings", Markdown(scale_text(runs)), display=False)
 new_profiles = sorted({r.config.profile for recs in new_runs.values() for r in recs})
 if new_profiles == ["paper"]:
     status = "The experiments of this chapter have paper-profile records: the verdicts below can decide."
@@ -57,8 +56,8 @@ else:
               f"that the experiments run and which way they point, not evidence; every verdict that rests on them is "
               f"undecided. The report's own experiments are shown at the profile of their records.")
 glue("11-status", Markdown(status), display=False)
-print(f"profile: {profile}; {settings}\n{status}")
-records_summary(runs).style.hide(axis="index").set_properties(**{"font-size": "0.85em"})
+print(f"profile: {profile}; {settings_text(runs)}\n{status}")
+HTML(runs_behind(runs))
 
 # %% [markdown]
 # {glue:md}`11-status`
@@ -84,8 +83,7 @@ def labelled(names: dict) -> tuple[dict, dict]:
 
 
 def verdict_table(question: int):
-    table = cause_verdicts(runs, question)
-    return table.style.hide(axis="index").set_properties(**{"font-size": "0.85em", "text-align": "left"})
+    return page_table(cause_verdicts(runs, question), wrap=("cause", "compared", "test", "verdict", "why"))
 
 
 # %% [markdown]
@@ -119,25 +117,26 @@ print(q1, q1_grad, sep="\n")
 
 Q1_ARMS = {"report (λ = 1)": "seg_bg_mcr2_masked", "λ = 0.1": "seg_bg_mcr2_masked_lam01",
            "true background kept out": "seg_bg_mcr2_masked_nobg", "ground-truth mask": "seg_bg_mcr2_masked_gt"}
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+fig, axes = page_figure(1, 2, height=3.6)
 q1_runs, q1_colors = labelled(Q1_ARMS)
 plot_metric_curves(axes[0], q1_runs, "mnist_bg_head_acc", ylabel="head accuracy", colors=q1_colors,
-                   title="background head")
+                   title="background head", legend=False)
 plot_metric_curves(axes[1], q1_runs, "mnist_foreground_acc", ylabel="non-background accuracy", colors=q1_colors,
-                   title="digit pixels", legend=False)
-glue("11-q1-curves", fig, display=False)
+                   title="digit pixels")  # its lower right stays free: the legend goes there
+glue("11-q1-curves", legible(fig, name="11-q1-curves"), display=False)
 plt.close(fig)
 
 with_grads = {k: [r for r in v if "grad_ce_shared" in r.history.columns] for k, v in q1_runs.items()}
 with_grads = {k: v for k, v in with_grads.items() if v}
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+fig, axes = page_figure(1, 2, height=4.2)
 plot_metric_curves(axes[0], with_grads, "grad_ce_shared", ylabel="‖∇ CE(head)‖", colors=q1_colors,
-                   title="CE of the head")
+                   title="CE of the head", legend=False)
 plot_metric_curves(axes[1], with_grads, "grad_mcr2_shared", ylabel="‖∇ λ·MCR²‖", colors=q1_colors, title="λ·MCR²",
                    legend=False)
 for ax in axes:
     ax.set_yscale("log")
-glue("11-q1-grads", fig, display=False)
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, frameon=False)
+glue("11-q1-grads", legible(fig, name="11-q1-grads"), display=False)
 plt.close(fig)
 
 # %% [markdown]
@@ -213,11 +212,11 @@ q2 = (f"`seg_mnist_mcr2` ({plain[0].config.profile} profile) ends at {span(final
 glue("11-q2", Markdown(q2), display=False)
 print(q2)
 
-fig, ax = plt.subplots(figsize=(7, 4.4), constrained_layout=True)
+fig, ax = page_figure(height=4.0)
 q2_runs, q2_colors = labelled({"MCR²": "seg_mnist_mcr2", "CE": "seg_mnist_ce", "MCR², masked": "seg_mnist_mcr2_masked",
                                "MCR², r = 30": "seg_mnist_mcr2_r30", "MCR² over backgrounds": "seg_bg_mcr2"})
 plot_metric_curves(ax, q2_runs, fg, ylabel="non-background accuracy", colors=q2_colors)
-glue("11-q2-curves", fig, display=False)
+glue("11-q2-curves", legible(fig, name="11-q2-curves"), display=False)
 plt.close(fig)
 
 # %% [markdown]
@@ -291,7 +290,7 @@ errors = pd.DataFrame(rows)
 # written before these columns existed are counted on their preview images, marked so):
 
 # %%
-errors.style.hide(axis="index").format(precision=3, na_rep="—").set_properties(**{"font-size": "0.85em"})
+page_table(errors.fillna({"digit-edge accuracy": "—"}), digits=3, wrap=("run", "errors counted on"))
 
 # %% [markdown]
 # The verdict on each cause:
