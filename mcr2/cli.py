@@ -73,10 +73,16 @@ def main(argv=None) -> int:
         paper_parser = argparse.ArgumentParser(prog="python -m mcr2 paper", description=paper.__doc__,
                                                formatter_class=argparse.RawDescriptionHelpFormatter)
         paper.add_arguments(paper_parser)
+        from .costs import CostTableError
+        from .packs import PackError
+        from .records import RecordCorrupt
+
         try:
             rc = paper.main_from_args(paper_parser.parse_args(rest))
         except ConfigError as err:  # e.g. a bad --set item or seed: the field is named, no traceback
             _fail(str(err), code=2)
+        except (PackError, CostTableError, RecordCorrupt, OSError) as err:  # each names its file and the fix
+            _fail(str(err))
         if rc:
             raise SystemExit(rc)
         return 0

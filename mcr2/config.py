@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -344,7 +345,9 @@ _RANGES = {
         "feature_keep": _at_least(0),
     },
     Experiment: {
-        "name": ((lambda v: bool(v.strip())), "a non-empty name"),
+        # A name becomes a folder of the runs dir: nothing that could climb out of it or hide in it.
+        "name": ((lambda v: re.fullmatch(r"[a-z][a-z0-9_]{0,63}", v) is not None),
+                 "lower-case letters, digits and _, starting with a letter (it names a folder), e.g. cls_mnist_ce"),
         "profile": _choice(PROFILE_NAMES),
         "seed": _at_least(0),
     },

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .experiments import EXPERIMENTS, experiment
 
-__all__ = ["COSTS_FILE", "TRAIN_SHARE", "load_costs", "estimate", "graph_factor", "merge_costs", "worker_start_seconds"]
+__all__ = ["COSTS_FILE", "TRAIN_SHARE", "CostTableError", "load_costs", "foldable", "estimate", "graph_factor", "merge_costs", "worker_start_seconds"]
 
 #: Measured wall seconds of one run per experiment and per number of runs sharing the device.
 COSTS_FILE = Path(__file__).with_name("paper_costs.json")
@@ -30,18 +30,56 @@ TRAIN_SHARE = 0.85
 ASSUMED_WORKER_START_S = 10.0
 
 
-def load_costs(path: Path = COSTS_FILE) -> dict:
+class CostTableError(ValueError):
+    """The cost table cannot be read; the message names the file, the field and the fix."""
+
+
+def load_costs(path: Path | None = None) -> dict:
     """``{"device": str, "seconds": {name: {jobs: seconds}}, "sources": {name: {jobs: str}},
-    "graphed": {name: {jobs: bool}} (measured with CUDA-graph steps), "graph_speedup": {arch/loss: ×}}``."""
+    "graphed": {name: {jobs: bool}} (measured with CUDA-graph steps), "graph_speedup": {arch/loss: ×}}``.
+    A table that is not one raises :class:`CostTableError` naming the field."""
+    path = COSTS_FILE if path is None else path
     try:
         costs = json.loads(Path(path).read_text())
     except FileNotFoundError:
         return {"device": None, "seconds": {}, "sources": {}}
-    except json.JSONDecodeError as err:
-        raise ValueError(f"the cost table {path} is not valid JSON ({err}); restore it with git") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CostTableError(f"the cost table {path} is not valid JSON ({err}); restore it with "
+                             f"`git checkout -- {path}`") from None
+    _check_table(costs, path)
     costs.setdefault("seconds", {})
     costs.setdefault("sources", {})
     return costs
+
+
+def _check_table(costs, path) -> None:
+    def bad(field: str, value, wants: str) -> CostTableError:
+        return CostTableError(f"the cost table {path}: {field} is {value!r}, not {wants}; restore it with "
+                              f"`git checkout -- {path}`")
+
+    if not isinstance(costs, dict):
+        raise bad("the whole file", type(costs).__name__, "a JSON object")
+    for group in ("seconds", "sources", "graphed", "runs", "graph_speedup"):
+        if not isinstance(costs.get(group, {}), dict):
+            raise bad(group, costs[group], "an object")
+    for name, per in costs.get("seconds", {}).items():
+        if not isinstance(per, dict):
+            raise bad(f"seconds.{name}", per, "an object of seconds per number of runs sharing the device")
+        for level, seconds in per.items():
+            if not str(level).isdigit() or int(level) < 1:
+                raise bad(f"seconds.{name} key", level, "a number of runs ≥ 1")
+            if not _finite_positive(seconds):
+                raise bad(f"seconds.{name}.{level}", seconds, "a finite positive number of seconds")
+    start = costs.get("worker_start_s")
+    if start is not None and not (_finite_positive(start) or start == 0):
+        raise bad("worker_start_s", start, "a finite number of seconds ≥ 0")
+    for key, speedup in costs.get("graph_speedup", {}).items():
+        if key != "about" and not _finite_positive(speedup):
+            raise bad(f"graph_speedup.{key}", speedup, "a finite positive factor")
+
+
+def _finite_positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def _similar(name: str, table: dict) -> str | None:
@@ -132,37 +170,83 @@ def worker_start_seconds(costs: dict) -> float:
     return float(measured) if isinstance(measured, (int, float)) else ASSUMED_WORKER_START_S
 
 
-def merge_costs(rows: list[dict], costs_path: Path = COSTS_FILE) -> dict:
-    """Fold measured runs (name, wall_s, sharing, device) into the cost table: per experiment and
-    sharing level (rounded), the mean over every run measured there (``runs`` counts them). A run
-    that was its worker's first (``worker_start_s``) counts without the worker's start, which goes
-    to the table's ``worker_start_s`` (the mean of every start measured)."""
+def foldable(row: dict) -> str | None:
+    """Why a measured run must not move the table, or None if it may: only a complete run
+    (return code 0) of a paper-profile record trained on CUDA, with a finite positive wall time
+    (and a worker start, if any, below it) tells what a paper run costs on the GPU."""
+    if row.get("returncode") != 0:
+        return f"return code {row.get('returncode')!r}: it did not complete"
+    if not row.get("record"):
+        return "no record of it came back"
+    if row.get("profile") != "paper":
+        return f"its record is of the {row.get('profile')!r} profile, not the paper's"
+    if row.get("device_type") != "cuda":
+        return f"it trained on {row.get('device_type')!r}, not CUDA"
+    wall, start = row.get("wall_s"), row.get("worker_start_s") or 0.0
+    if not _finite_positive(wall):
+        return f"its wall time {wall!r} is not a finite positive number"
+    if not (isinstance(start, (int, float)) and math.isfinite(start) and 0 <= start < wall):
+        return f"its worker start {start!r} is not a finite number of seconds in [0, {wall})"
+    sharing = row.get("sharing")
+    if not (_finite_positive(sharing) and sharing <= 64):
+        return f"its sharing {sharing!r} is not a number of runs in (0, 64]"
+    return None
+
+
+def merge_costs(rows: list[dict], costs_path: Path | None = None) -> dict:
+    """Fold measured runs into the cost table: per experiment and sharing level (rounded), the
+    mean over every run measured there (``runs`` counts them), each record once (``folded`` lists
+    them), and only the runs :func:`foldable` admits (the others are printed and skipped). A run
+    that was its worker's first counts without the worker's start, which goes to the table's
+    ``worker_start_s`` (the mean of every start measured). Each level's source says on which
+    devices and when it was measured."""
+    costs_path = COSTS_FILE if costs_path is None else costs_path
     costs = load_costs(costs_path)
     counts = costs.setdefault("runs", {})
-    starts = [r["worker_start_s"] for r in rows if r.get("returncode") == 0 and r.get("worker_start_s")]
+    folded = set(costs.get("folded", []))
+    measured_on = costs.setdefault("measured_on", {})
+    admitted = []
+    for row in rows:
+        why = foldable(row)
+        if why is None and row["record"] in folded:
+            why = "its record's time is in the table already"
+        if why is not None:
+            print(f"cost table: not folding {row.get('name')} seed {row.get('seed')} ({why})")
+            continue
+        folded.add(row["record"])
+        admitted.append(row)
+    starts = [r["worker_start_s"] for r in admitted if r.get("worker_start_s")]
     if starts:
         n = costs.get("worker_starts", 0)
         costs["worker_start_s"] = round((costs.get("worker_start_s", 0.0) * n + sum(starts)) / (n + len(starts)), 1)
         costs["worker_starts"] = n + len(starts)
-    for row in rows:
-        if row.get("returncode") != 0 or not row.get("wall_s"):
-            continue  # a run stopped at the deadline or failed says nothing about its cost
+    for row in admitted:
         row = {**row, "wall_s": row["wall_s"] - (row.get("worker_start_s") or 0.0)}
         name, level = row["name"], str(max(1, round(row["sharing"])))
         per, n_per = costs["seconds"].setdefault(name, {}), counts.setdefault(name, {})
         graphed = costs.setdefault("graphed", {}).setdefault(name, {})
+        devices = measured_on.setdefault(name, {})
         n = n_per.get(level, 1 if level in per else 0)
         if bool(row.get("cuda_graphs")) != bool(graphed.get(level)):
             if not row.get("cuda_graphs"):
                 continue  # the table estimates graphed runs (the default): an eager time does not move it
             n = 0  # the first graphed time replaces the eager ones
             graphed[level] = True
+            devices[level] = []
+        if n and not devices.get(level):  # measured before devices were kept: the table's device then
+            devices[level] = [costs.get("device") or "?"]
+        device = row.get("device") or "?"
+        devices[level] = sorted(set(devices.get(level, [])) | {device})
         per[level] = round((per.get(level, 0.0) * n + row["wall_s"]) / (n + 1), 1)
         n_per[level] = n + 1
         src = costs["sources"].get(name)
         src = src if isinstance(src, dict) else ({"1": src} if src else {})
-        src[level] = f"measured {row.get('date', '')} on {row.get('device') or '?'}, {n + 1} run{'s' * (n > 0)}"
+        src[level] = (f"measured {row.get('date', '')} on {' and '.join(devices[level])}, mean of {n + 1} "
+                      f"CUDA paper-profile run{'s' * (n > 0)}" + (" (graphed steps)" if row.get("cuda_graphs") else ""))
         costs["sources"][name] = src
-        costs["device"] = row.get("device") or costs.get("device")
+    every = {d for per in measured_on.values() for ds in per.values() for d in ds} | {
+        d for d in (costs.get("device") or "").split(" and ") if d}
+    costs["device"] = " and ".join(sorted(every)) if every else None
+    costs["folded"] = sorted(folded)
     Path(costs_path).write_text(json.dumps(costs, indent=1, sort_keys=True) + "\n")
     return costs

@@ -30,27 +30,25 @@ only torch and torchvision.
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import math
-import os
 import queue
-import shutil
+import signal
 import sys
-import tarfile
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import executors
 from .config import ConfigError, parse_overrides
-from .costs import COSTS_FILE, estimate, load_costs, merge_costs, worker_start_seconds
+from .costs import COSTS_FILE, CostTableError, estimate, load_costs, merge_costs, worker_start_seconds
 from .experiments import EXPERIMENTS, PROFILE_SEEDS, experiment
-from .records import check_runs_dir, complete_record_path, default_runs_dir, find_record, load_record, record_dir
+from .packs import PackError, check_pack_path, import_pack, pack_records, read_pack
+from .records import RecordCorrupt, check_runs_dir, complete_record_path, default_runs_dir, find_record
 from .workers import Worker
 
 __all__ = ["PRIORITY", "AFTER_REPORT", "Planned", "plan_runs", "profile_table", "profile_seconds", "backgrounds_needed",
-           "pack_records", "import_pack", "add_arguments", "main_from_args"]
+           "pack_records", "import_pack", "carried_pack", "add_arguments", "main_from_args"]
 
 #: What each group of runs is for, most valuable first; experiments not named here come last.
 PRIORITY: list[tuple[str, list[str]]] = [
@@ -69,8 +67,8 @@ AFTER_REPORT: list[tuple[str, list[str]]] = [
 ]
 #: Seconds kept at the end of the budget for the last pack.
 PACK_RESERVE_S = 10.0
-#: Largest pack (the files that come back from a GPU machine are at most 16 MiB each).
-PACK_LIMIT_BYTES = 16 * 2**20
+#: Most runs at once on one device (--jobs × --streams): beyond this the runs only wait on each other.
+MAX_SLOTS = 16
 #: Seconds between looks at the running processes.
 POLL_S = 0.5
 
@@ -206,63 +204,6 @@ def print_plan(plan: list[Planned], budget: float | None, at_once: int, costs: d
     return wall
 
 
-# -------------------------------------------------------------------------------------- packing
-def pack_records(paths: list[Path], runs_dir: Path, dest: Path, costs_rows: list[dict]) -> int:
-    """Write the record folders (relative to ``runs_dir``) and ``costs.json`` into one tar archive
-    (compressed by ``dest``'s suffix: .tar.xz, .tar.gz/.tgz or .tar), atomically. Returns bytes."""
-    dest = Path(dest)
-    mode = "w:xz" if dest.name.endswith(".xz") else "w:gz" if dest.name.endswith((".gz", ".tgz")) else "w"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    with tarfile.open(tmp, mode) as tar:
-        for path in paths:
-            tar.add(path, arcname=str(Path(path).relative_to(runs_dir)))
-        data = json.dumps({"runs": costs_rows}, indent=1).encode()
-        info = tarfile.TarInfo("costs.json")
-        info.size, info.mtime = len(data), int(time.time())
-        tar.addfile(info, io.BytesIO(data))
-    size = tmp.stat().st_size
-    if size > PACK_LIMIT_BYTES:
-        tmp.unlink()
-        raise ValueError(f"the pack would be {size / 2**20:.1f} MiB, over the {PACK_LIMIT_BYTES / 2**20:.0f} MiB "
-                         f"that come back from a GPU machine: pack fewer runs per file")
-    os.replace(tmp, dest)
-    return size
-
-
-def import_pack(pack: Path, runs_dir: Path, costs_path: Path = COSTS_FILE) -> list[Path]:
-    """Unpack the records of a pack into ``runs_dir`` (each checked with :func:`load_record` and
-    its config's key; a complete record already there is kept) and merge its measured wall times
-    into the cost table. Returns the record folders added."""
-    import tempfile
-
-    runs_dir = check_runs_dir(runs_dir)
-    added = []
-    with tempfile.TemporaryDirectory() as tmp, tarfile.open(pack) as tar:
-        for member in tar.getmembers():
-            if member.name.startswith("/") or ".." in Path(member.name).parts or not (member.isfile() or member.isdir()):
-                raise ValueError(f"{pack}: refusing the member {member.name!r} (absolute, '..' or a link)")
-        tar.extractall(tmp)
-        rows = json.loads((Path(tmp) / "costs.json").read_text())["runs"] if (Path(tmp) / "costs.json").exists() else []
-        for rec_json in sorted(Path(tmp).glob("*/*/record.json")):
-            rec = load_record(rec_json.parent)  # raises RecordCorrupt, naming it, if unsound
-            if rec.status != "complete":
-                continue
-            target = record_dir(rec.config, runs_dir)
-            if rec_json.parent.name != target.name:
-                raise ValueError(f"{pack}: {rec_json.parent.name} does not match its config's key ({target.name})")
-            if (target / "record.json").exists():
-                print(f"kept the record already in {target}")
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(rec_json.parent, target)
-            load_record(target)
-            added.append(target)
-    if rows:
-        merge_costs(rows, costs_path)
-    return added
-
-
 @dataclass
 class _Running:
     run: Planned
@@ -274,12 +215,16 @@ class _Running:
 
 def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, costs: dict, device: str = "auto",
                  overrides: dict | None = None, pack: Path | None = None, device_name: str | None = None,
-                 streams: int = 1, devices: list[int] | None = None) -> list[Finished]:
+                 streams: int = 1, devices: list[int] | None = None,
+                 carried: tuple[list[Path], list[dict]] | None = None) -> list[Finished]:
     """Train the plan's missing runs on ``jobs`` worker processes per device (:mod:`mcr2.workers`,
     each taking one run after another, or ``streams`` at once on threads and CUDA streams), none
     started past what the budget allows. ``devices``: CUDA indices, a run going to the first free
-    one (the fewest runs going, the first listed among equals); None: ``device`` alone."""
+    one (the fewest runs going, the first listed among equals); None: ``device`` alone.
+    ``carried``: the records and cost rows of a pack already at ``pack`` (:func:`carried_pack`),
+    which every rewrite keeps."""
     overrides = overrides or {}
+    carried_paths, carried_rows = carried or ([], [])
     start = time.monotonic()
     deadline = start + budget - PACK_RESERVE_S
     pending = [p for p in plan if not p.done]
@@ -309,17 +254,24 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
 
     def repack():
         if pack is not None:
-            made = [f.path for f in finished if f.path is not None]
-            size = pack_records(made, runs_dir, pack, rows)
+            made = list(dict.fromkeys([*carried_paths, *(f.path for f in finished if f.path is not None)]))
+            size = pack_records(made, runs_dir, pack, [*carried_rows, *rows])
             print(f"-- packed {len(made)} records into {pack} ({size / 2**20:.2f} MiB)", flush=True)
 
     def finish(r: _Running, rc: int, outcome: dict | None) -> None:
         wall = time.monotonic() - r.started
         sharing = r.shared / wall if wall > 0 else 1.0
         p = r.run
-        found = find_record(experiment(p.name, "paper", p.seed, **overrides), runs_dir) if rc == 0 else None
+        # Looked for whatever the report says: a worker killed after renaming its record into place
+        # (and before reporting it) has still made it.
+        found = _complete(p, runs_dir, overrides)
+        if found is not None and rc != 0:
+            print(f"-- {p.name} seed {p.seed}: its worker ended (rc {rc}) after writing the complete record "
+                  f"{found.path}; it goes into the pack", flush=True)
         finished.append(Finished(p, rc, wall, sharing, None if found is None else found.path))
-        rows.append({"name": p.name, "seed": p.seed, "returncode": rc, "wall_s": round(wall, 1),
+        rows.append({"name": p.name, "seed": p.seed, "returncode": rc if found is None else 0,
+                     "record": None if found is None else found.path.relative_to(runs_dir).as_posix(),
+                     "wall_s": round(wall, 1),
                      "worker_start_s": (outcome or {}).get("start_s"), "sharing": round(sharing, 2), "streams": streams,
                      "device": device_name, "worker_device": r.worker.device, "date": time.strftime("%Y-%m-%d"),
                      "record_wall_s": None if found is None else round(found.record["wall_time_s"], 1),
@@ -351,7 +303,7 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
                     workers.append(worker)
                 print(f"-- start {pick.name} seed {pick.seed} on {labels[d]} at {time.monotonic() - start:.0f} s (estimate {est:.0f} s "
                       f"with {sharing} sharing{'' if extra == 0 else f', +{extra:.0f} s for a new worker'}, "
-                      f"{left():.0f} s left)", flush=True)
+                      f"{left():.0f} s left; worker pid {worker.proc.pid})", flush=True)
                 count_sharing()
                 now = time.monotonic()
                 running[worker, pick.name, pick.seed] = _Running(pick, worker, now, seen=now)
@@ -393,11 +345,52 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
             (worker.close if worker.busy == 0 else worker.stop)()
         for worker in {r.worker for r in running.values()}:
             worker.stop()
+        # Stopped (the deadline, SIGTERM, an error) between writing a record and reporting it: the
+        # record is complete, and travels.
+        late = [r for r in running.values() if _complete(r.run, runs_dir, overrides) is not None]
+        for r in late:
+            running.pop((r.worker, r.run.name, r.run.seed))
+            finish(r, -15, None)
     if pack is not None and finished and not any(f.path for f in finished):
         repack()  # no record, but costs.json still says what was tried and how it ended
     elif pack is not None and not finished:
         print(f"-- nothing trained: {pack} not written", flush=True)
     return finished
+
+
+def _complete(p: Planned, runs_dir: Path, overrides: dict):
+    """The complete record of a planned run as it is now, or None (a damaged one is no record)."""
+    try:
+        return find_record(experiment(p.name, "paper", p.seed, **overrides), runs_dir)
+    except RecordCorrupt as err:
+        print(f"-- {p.name} seed {p.seed}: {err}", flush=True)
+        return None
+
+
+def carried_pack(pack: Path, runs_dir: Path) -> tuple[list[Path], list[dict]]:
+    """What a pack already at ``pack`` holds, to keep in its rewrites: its records (each must be
+    complete in ``runs_dir``, as on the machine that made it) and cost rows. Nothing if there is
+    none; :class:`PackError` if it cannot be read or holds a record not here (import it first)."""
+    if not Path(pack).exists():
+        return [], []
+    with tempfile.TemporaryDirectory(prefix="mcr2-pack-") as tmp:
+        try:
+            read = read_pack(pack, Path(tmp))
+        except PackError as err:
+            raise PackError(f"{err} (--pack would replace it: move it aside, or name another file)") from None
+    paths = []
+    for packed in read.records:
+        here = find_record(packed.record.config, runs_dir)
+        if here is None:
+            raise PackError(f"pack {pack} exists and holds {packed.member}, which is not in {runs_dir}: rewriting it "
+                            f"would drop that record. Import it (--import-pack {pack}) or move it aside first")
+        paths.append(here.path)
+    print(f"-- {pack} exists: its {len(paths)} records and {len(read.rows)} cost rows stay in it", flush=True)
+    return paths, read.rows
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def _device_name(device: str, devices: list[int] | None = None) -> tuple[str, str | None]:
@@ -434,7 +427,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="wall seconds for the whole invocation; no run starts that cannot finish in it")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs at once on each device (that many worker processes per device, each taking one run "
-                        "after another; with --executor local, that many jobs per device at once)")
+                        "after another; with --executor local, that many jobs per device at once; "
+                        "--jobs × --streams ≤ 16)")
     p.add_argument("--devices", default=None, metavar="I,J,…",
                    help="CUDA devices to spread the runs over, e.g. 0,1,2,3 (default: every visible one); "
                         "with --dry-run any list plans, GPUs or not")
@@ -446,9 +440,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", nargs="+", metavar="NAME", default=None, help="these experiments only")
     p.add_argument("--pack", type=Path, default=None, metavar="FILE",
                    help="write the records made here into one archive (.tar.xz/.tar.gz/.tar, ≤ 16 MiB)")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and exit (any machine)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit (any machine); with --import-pack: check the pack, write nothing")
     p.add_argument("--import-pack", type=Path, default=None, metavar="FILE",
-                   help="unpack a pack's records into the runs dir and merge its measured costs")
+                   help="check a pack whole, then install its records into the runs dir and fold its measured costs "
+                        "into the cost table (mcr2.packs)")
     p.add_argument("--backgrounds-needed", action="store_true",
                    help="print the background datasets the missing runs need, one per line (none: nothing), and exit")
     p.add_argument("--runs-dir", type=Path, default=None, help="default: results/paper")
@@ -477,17 +472,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main_from_args(args: argparse.Namespace) -> int:
+    """The command. Everything given is checked before any run starts; a refusal raises
+    :class:`~mcr2.config.ConfigError` (an option's value), :class:`~mcr2.packs.PackError` or
+    SystemExit, each one line (``python -m mcr2 paper`` prints it without a traceback)."""
     runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir("paper")
     if args.import_pack:
-        added = import_pack(args.import_pack, runs_dir)
+        added = import_pack(args.import_pack, runs_dir, dry_run=args.dry_run)
         for path in added:
-            print(f"imported {path}")
-        print(f"{len(added)} records imported into {runs_dir}; cost table {COSTS_FILE} updated")
+            print(f"{'would import' if args.dry_run else 'imported'} {path}")
+        if args.dry_run:
+            print(f"--dry-run: {args.import_pack} is sound; {len(added)} records would be imported into {runs_dir} "
+                  f"(nothing was written)")
+        else:
+            print(f"{len(added)} records imported into {runs_dir}; cost table {COSTS_FILE} updated")
         return 0
-    if args.jobs < 1 or args.streams < 1:
-        raise SystemExit(f"--jobs and --streams must be ≥ 1, got {args.jobs} and {args.streams}")
+    if not 1 <= args.jobs <= MAX_SLOTS or not 1 <= args.streams <= MAX_SLOTS or args.jobs * args.streams > MAX_SLOTS:
+        raise SystemExit(f"--jobs and --streams must be ≥ 1, with --jobs × --streams ≤ {MAX_SLOTS} runs at once on "
+                         f"one device, got {args.jobs} and {args.streams}")
     slots = args.jobs * args.streams  # runs at once on one device
-    if args.budget is not None and not args.budget > 0:
+    if args.budget is not None and not (args.budget > 0 and math.isfinite(args.budget)):
         raise SystemExit(f"--budget must be a positive number of seconds, got {args.budget}")
     jobs_mode = args.executor != "workers"
     if jobs_mode and (args.budget is not None or args.pack is not None or args.streams > 1):
@@ -496,6 +499,15 @@ def main_from_args(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)  # ConfigError naming the item (the CLI prints it, exit 2)
     if any(seed < 0 for seed in args.seeds):
         raise ConfigError(f"--seeds must be ≥ 0, got {args.seeds}")
+    for option, values in (("--seeds", args.seeds), ("--only", args.only or [])):
+        twice = sorted({str(v) for v in values if values.count(v) > 1})
+        if twice:
+            raise ConfigError(f"{option} names {', '.join(twice)} more than once: each run is planned once")
+    unknown = [n for n in args.only or [] if n not in EXPERIMENTS]
+    if unknown:
+        raise ConfigError(f"--only {' '.join(unknown)}: no such experiment; known: {', '.join(EXPERIMENTS)}")
+    if args.pack is not None:
+        check_pack_path(args.pack)  # before the first run, not after it
     costs = load_costs()
     plan = plan_runs(args.seeds, runs_dir, costs, slots, args.only, overrides)
     if args.backgrounds_needed:
@@ -515,14 +527,17 @@ def main_from_args(args: argparse.Namespace) -> int:
                                      cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb, slurm_extra=args.slurm,
                                      device=args.device, wait=not args.no_wait)
     device, device_name = _device_name(args.device, devices)
-    if device == "cpu" and not overrides:
-        raise SystemExit("no CUDA device here: the paper profile is GPU-scale (hours on a CPU). Run this on a "
-                         "GPU machine, or print the plan with --dry-run")
+    real = [p for p in plan if not p.done and experiment(p.name, "paper", p.seed, **overrides).profile == "paper"]
+    if device == "cpu" and real:
+        raise SystemExit(f"no CUDA device here: {len(real)} runs would train at the paper profile's scale, under its "
+                         f"keys (hours on a CPU; a --set that changes nothing keeps them). Run this on a GPU machine, "
+                         f"or print the plan with --dry-run")
     if devices is not None:
         try:
             executors.check_devices(devices)
         except ValueError as err:
             raise SystemExit(str(err)) from None
+    carried = carried_pack(args.pack, runs_dir) if args.pack is not None else None
     check_runs_dir(runs_dir)
     if jobs_mode:  # local: the same jobs as on a cluster, as processes of this machine
         return executors.submit_plan(plan, runs_dir, overrides, kind="local", log_dir=args.log_dir,
@@ -530,8 +545,14 @@ def main_from_args(args: argparse.Namespace) -> int:
                                      minutes=args.time, device="cpu" if device == "cpu" else "auto",
                                      wait=not args.no_wait)
     started = time.monotonic()
-    done = train_within(plan, args.budget if args.budget else math.inf, args.jobs, runs_dir, costs, device,
-                        overrides, args.pack, device_name, args.streams, devices)
+    # SIGTERM (a window's end, `timeout`, `kill`) unwinds like Ctrl-C: the workers are stopped with
+    # the runner, never left behind, and a record written but not yet reported still goes into the pack.
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        done = train_within(plan, args.budget if args.budget else math.inf, args.jobs, runs_dir, costs, device,
+                            overrides, args.pack, device_name, args.streams, devices, carried)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     total = time.monotonic() - started
     ok = [f for f in done if f.path is not None]
     where = f"{len(devices)} devices" if devices and len(devices) > 1 else (device_name or device)
@@ -551,3 +572,6 @@ if __name__ == "__main__":
         sys.exit(main_from_args(parser.parse_args()))
     except ConfigError as err:
         parser.error(str(err))
+    except (PackError, CostTableError, RecordCorrupt, OSError) as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -24,9 +24,11 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -62,13 +64,15 @@ _REPO = Path(__file__).resolve().parent.parent
 #: int8 quantisation of the unit-norm feature sample (Figure 7's heatmap): |error| ≤ 1/254 per
 #: component, a quarter of the float32 size; the cosine statistics themselves are exact float64.
 FEATURE_SAMPLE_SCALE = 1.0 / 127.0
+#: Seconds a process waits on another's record lock before it says what it waits for.
+LOCK_NOTICE_S = 2.0
 
 
 class RecordCorrupt(RuntimeError):
     """A record folder that cannot be read as a record; the message names it and the way out."""
 
     def __init__(self, path: Path, problem: str):
-        self.path = Path(path)
+        self.path, self.problem = Path(path), problem
         super().__init__(
             f"run record {self.path} is unreadable: {problem}. It was not modified. To recover, move the "
             f"folder aside (or delete it) and train the run again, e.g. with retrain=True / `--retrain`."
@@ -86,6 +90,8 @@ def default_runs_dir(profile: str) -> Path:
 
 def record_dir(exp: Experiment, runs_dir: Path) -> Path:
     """``<runs_dir>/<name>/seed<seed>-<key>``: the name and seed for people, the key for identity."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", exp.name):  # Experiment checks it; a folder never climbs out
+        raise ValueError(f"experiment name {exp.name!r} cannot name a record folder: lower-case letters, digits and _")
     return Path(runs_dir) / exp.name / f"seed{exp.seed}-{config_key(exp)}"
 
 
@@ -170,10 +176,23 @@ def record_lock(exp: Experiment, runs_dir: Path, wait: bool = True):
     lock_path = final.parent / f".{final.name}.lock"
     with open(lock_path, "a") as fh:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
-            return
+            if not wait:
+                yield False
+                return
+            # Another process trains or writes this record: say so, or a wait of minutes looks like a hang.
+            notice = threading.Timer(LOCK_NOTICE_S, _say_waiting, (exp, final, lock_path))
+            notice.daemon = True
+            notice.start()
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            finally:
+                notice.cancel()
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")  # who holds it, for the message of the next one waiting
+        fh.flush()
         try:
             _tidy(final)
             yield True
@@ -191,10 +210,10 @@ def _file_lock(path: Path, wait: bool):
     two takers racing for a stale lock can at worst both train the record, and its write is atomic
     either way (:func:`write_record`)."""
     import socket
-    import threading
 
     me = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex,
           "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    waited, told = None, False
     while True:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -206,6 +225,14 @@ def _file_lock(path: Path, wait: bool):
             if not wait:
                 yield False
                 return
+            if waited is None:
+                waited = time.monotonic()
+            elif not told and time.monotonic() - waited >= LOCK_NOTICE_S:
+                told = True  # once: a wait of minutes must not look like a hang
+                holder = _lock_holder(path)
+                print(f"-- waiting for the record lock {path}: {holder.get('host', '?')} pid {holder.get('pid', '?')} "
+                      f"holds it (training or writing the record); this continues when it is released",
+                      file=sys.stderr, flush=True)
             time.sleep(LOCK_POLL_S)
             continue
         with os.fdopen(fd, "w") as fh:
@@ -276,6 +303,17 @@ def _break_lock(path: Path, holder: dict) -> None:
         return
     print(f"-- broke the stale lock {path.name} of {holder.get('host', '?')} pid {holder.get('pid', '?')}", flush=True)
     aside.unlink()
+
+
+def _say_waiting(exp: Experiment, final: Path, lock_path: Path) -> None:
+    try:
+        holder = lock_path.read_text().strip()
+    except OSError:
+        holder = ""
+    who = f"process {holder}" if holder.isdigit() else "another process"
+    print(f"-- waiting for {exp.name} seed {exp.seed}: {who} holds the lock of its record {final} (training or "
+          f"writing it); this continues when that ends (stop it, or delete nothing: the lock goes with the process)",
+          file=sys.stderr, flush=True)
 
 
 def _siblings(final: Path, prefix: str) -> list[Path]:
@@ -388,8 +426,55 @@ def _check_complete(path: Path, exp: Experiment, record: dict, history: pd.DataF
     for col in ("loss", "R", "Rc"):
         if col not in history or not np.isfinite(history[col].to_numpy(dtype=float)).all():
             raise RecordCorrupt(path, f"history.csv column {col!r} is missing or not finite")
+    _check_metrics(path, exp, history)
+    _check_summary(path, record, history)
     if steps.empty or "epoch" not in steps or int(steps["epoch"].max()) != epochs:
         raise RecordCorrupt(path, f"the per-step series does not reach epoch {epochs} (truncated?)")
+
+
+def _metric_columns(history: pd.DataFrame) -> list[str]:
+    """The evaluation's columns: accuracies and IoUs (a class absent from the validation images
+    has no accuracy: its ``*_classN_acc`` may be empty)."""
+    return [c for c in history.columns if c.endswith(("_acc", "_iou")) and not re.search(r"_class\d+_acc$", c)]
+
+
+def _check_metrics(path: Path, exp: Experiment, history: pd.DataFrame) -> None:
+    """Every metric is a finite number on every epoch that was evaluated (each ``eval.every``-th
+    and the last); ``bg_check_acc``, measured every epoch once present, is never NaN."""
+    epochs = history["epoch"].to_numpy()
+    evaluated = (epochs % exp.eval.every == 0) | (epochs == exp.optim.epochs)
+    for col in _metric_columns(history):
+        try:
+            values = history[col].to_numpy(dtype=float)
+        except (TypeError, ValueError):
+            raise RecordCorrupt(path, f"history.csv column {col!r} holds something other than numbers") from None
+        rows = np.ones_like(evaluated) if col == "bg_check_acc" else evaluated
+        bad = ~np.isfinite(values[rows])
+        if bad.any() or np.isinf(values).any():
+            epoch = int(epochs[rows][bad][0]) if bad.any() else int(epochs[np.isinf(values)][0])
+            raise RecordCorrupt(path, f"history.csv column {col!r} is not a finite number at epoch {epoch}")
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (bool, np.bool_)) or isinstance(b, (bool, np.bool_)) or isinstance(a, str) or isinstance(b, str):
+        return str(a).lower() == str(b).lower()
+    try:
+        a, b = float(a), float(b)
+    except (TypeError, ValueError):
+        return False
+    return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _check_summary(path: Path, record: dict, history: pd.DataFrame) -> None:
+    """The summary is the last epoch's row, as training writes it: an edited one is found here."""
+    summary = record.get("summary")
+    if not isinstance(summary, dict):
+        raise RecordCorrupt(path, f"record.json's summary is {type(summary).__name__}, not an object")
+    last = history.iloc[-1]
+    for key, value in summary.items():
+        if key not in history.columns or not _same(value, last[key]):
+            raise RecordCorrupt(path, f"record.json's summary {key}={value!r} is not history.csv's last row "
+                                      f"({last.get(key, 'no such column')!r}): one of them was edited")
 
 
 def load_record(path: Path) -> RunRecord:
