@@ -15,6 +15,8 @@ from mcr2.packs import PackError
 from mcr2.experiments import experiment
 from mcr2.records import find_record, record_dir
 
+from _fake_records import ROW, fake_record
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MCR2_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
@@ -379,3 +381,121 @@ def test_run_threads_print_whole_lines_so_reports_stay_findable():
     reports = [json.loads(line[len(FINISHED):]) for line in lines if line.startswith(FINISHED)]
     assert len(reports) == 20 and all(FINISHED not in line[1:] for line in lines)
     assert all(line.startswith(FINISHED) or line.split("] epoch ")[1].isdigit() for line in lines)
+
+
+# ------------------------------------------------------------------ the runner's faults (issue list 5)
+def test_runner_refuses_before_any_run(tmp_path):
+    """A no-op --set keeps the paper profile and its keys, so a CPU still refuses; --jobs has a
+    bound; a seed or name given twice, an unknown name and a bad --pack path are refused before the
+    plan, let alone the first run."""
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit, match="no CUDA device here: 1 runs would train at the paper profile"):
+        _main("--budget", 60, "--device", "cpu", "--runs-dir", runs, "--only", "cls_mnist_ce", "--seeds", 0,
+              "--set", "optim.epochs=100")
+    with pytest.raises(SystemExit, match=r"--jobs × --streams ≤ 16"):
+        _main("--jobs", 17, "--dry-run", "--runs-dir", runs)
+    with pytest.raises(SystemExit, match=r"--jobs × --streams ≤ 16"):
+        _main("--jobs", 4, "--streams", 5, "--dry-run", "--runs-dir", runs)
+    with pytest.raises(ConfigError, match="--seeds names 0 more than once"):
+        _main("--seeds", 0, 1, 0, "--dry-run", "--runs-dir", runs)
+    with pytest.raises(ConfigError, match="--only names seg_bg_ce more than once"):
+        _main("--only", "seg_bg_ce", "seg_bg_ce", "--dry-run", "--runs-dir", runs)
+    with pytest.raises(ConfigError, match="--only seg_nope: no such experiment"):
+        _main("--only", "seg_nope", "--dry-run", "--runs-dir", runs)
+    (tmp_path / "file").write_text("")
+    for bad, message in ((tmp_path / "file" / "records.tar.xz", "cannot be written"),
+                         (tmp_path / "records.zip", "a .tar.xz")):
+        with pytest.raises(PackError, match=message):
+            _main("--budget", 60, "--device", "cpu", "--runs-dir", runs, "--pack", bad, *sum((["--set", t] for t in TINY), []))
+    assert not runs.exists()
+
+
+def test_import_pack_with_dry_run_checks_and_writes_nothing(tmp_path, capsys):
+    made = tmp_path / "made"
+    pack = tmp_path / "records.tar.xz"
+    packs.pack_records([fake_record(made)], made, pack, [{**ROW, "name": "cls_mnist_ce", "seed": 0}])
+    assert _main("--import-pack", pack, "--dry-run", "--runs-dir", tmp_path / "runs") == 0
+    assert "would import" in capsys.readouterr().out and not (tmp_path / "runs").exists()
+
+
+def test_an_existing_pack_keeps_its_records_or_is_refused(tmp_path):
+    runs, pack = tmp_path / "runs", tmp_path / "records.tar"
+    path = fake_record(runs)
+    packs.pack_records([path], runs, pack, [{**ROW, "name": "cls_mnist_ce", "seed": 0}])
+    paths, rows = paper.carried_pack(pack, runs)
+    assert paths == [path] and rows[0]["name"] == "cls_mnist_ce"
+    with pytest.raises(PackError, match=r"exists and holds cls_mnist_ce/seed0-\w+, which is not in .*Import it"):
+        paper.carried_pack(pack, tmp_path / "elsewhere")
+    pack.write_bytes(b"damaged")
+    with pytest.raises(PackError, match="move it aside, or name another file"):
+        paper.carried_pack(pack, runs)
+    assert paper.carried_pack(tmp_path / "none.tar", runs) == ([], [])
+
+
+class _KilledAfterWriting:
+    """A worker that writes its run's complete record and is killed before it reports it."""
+
+    def __init__(self, events, streams=1):
+        self.events, self.streams, self.busy, self.broken = events, streams, 0, False
+        self.proc = type("P", (), {"pid": 0})()
+
+    def submit(self, spec):
+        fake_record(Path(spec["runs_dir"]), spec["name"], spec["seed"], **spec["overrides"])
+        self.events.put((self, None))
+        return True
+
+    def returncode(self):
+        return -9
+
+    def close(self):
+        return 0
+
+    def stop(self):
+        pass
+
+
+def test_a_record_written_but_not_reported_goes_into_the_pack(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(paper, "Worker", _KilledAfterWriting)
+    runs, pack = tmp_path / "runs", tmp_path / "records.tar"
+    plan = paper.plan_runs([0], runs, COSTS, names=["cls_mnist_ce"])
+    done = paper.train_within(plan, budget=1000, jobs=1, runs_dir=runs, costs=COSTS, pack=pack)
+    assert [f.path for f in done] == [record_dir(experiment("cls_mnist_ce", "paper", 0), runs)]
+    assert "after writing the complete record" in capsys.readouterr().out
+    with tarfile.open(pack) as tar:
+        rows = json.load(tar.extractfile("costs.json"))["runs"]
+        assert any(n.endswith("/record.json") for n in tar.getnames())
+    assert rows[0]["returncode"] == 0 and rows[0]["record"].startswith("cls_mnist_ce/seed0-")
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="needs ../shared/data")
+def test_sigterm_of_the_runner_stops_its_workers(tmp_path):
+    import re
+    import signal
+    import time
+
+    env = {**os.environ, "MCR2_DATA": str(DATA)}
+    cmd = [c if c != "optim.epochs=2" else "optim.epochs=2000" for c in _paper_cmd(tmp_path / "runs", "--only", "cls_mnist_ce")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
+    pid = None
+    for line in proc.stdout:
+        found = re.search(r"worker pid (\d+)", line)
+        if found:
+            pid = int(found.group(1))
+            break
+    assert pid, "the runner started no worker"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode != 0 and "Traceback" not in out, out[-3000:]
+
+    def alive(p):
+        try:
+            state = Path(f"/proc/{p}/stat").read_text().split(")")[-1].split()[0]
+        except FileNotFoundError:
+            return False
+        return state != "Z"
+
+    deadline = time.monotonic() + 15
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(pid), f"worker {pid} outlived the runner"
