@@ -13,6 +13,7 @@ refuses to train on a machine without CUDA (its complete records in results/pape
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import time
@@ -99,7 +100,7 @@ def _run(parser: argparse.ArgumentParser, args) -> int:
 
     from .data import DataNotFoundError, check_data_root
     from .engine import TrainingDiverged, run
-    from .records import RecordCorrupt, check_runs_dir, default_runs_dir, find_record
+    from .records import RecordCorrupt, check_runs_dir, default_runs_dir, find_record, record_dir
 
     names = list(EXPERIMENTS) if args.all else args.names
     if not names:
@@ -182,6 +183,11 @@ def _run(parser: argparse.ArgumentParser, args) -> int:
             done += 1
     except (DataNotFoundError, RecordCorrupt, TrainingDiverged) as err:
         _fail(f"{exp.name} seed {exp.seed}: {err}")
+    except OSError as err:  # e.g. a full disk while the record is written: named, never a traceback
+        where = record_dir(exp, runs_dir_of(exp))
+        why = "the disk is full" if err.errno in (errno.ENOSPC, errno.EDQUOT) else f"{type(err).__name__}: {err}"
+        _fail(f"{exp.name} seed {exp.seed}: its record {where} could not be written ({why}); nothing half-written "
+              f"reads as a record, and a complete one already there is kept. Free space and run it again")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -145,8 +145,9 @@ def class_statistics(
         raise ValueError(f"labels must be ({Z.shape[0]},), got shape {tuple(labels.shape)}")
     if labels.dtype.is_floating_point:
         raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be ≥ 1, got {num_classes}")
+    if isinstance(num_classes, bool) or not hasattr(num_classes, "__index__") or num_classes < 1:
+        raise ValueError(f"num_classes must be an integer ≥ 1 (k, the number of classes), got {num_classes!r}")
+    num_classes = num_classes.__index__()
     dtype = _compute_dtype(Z.dtype)
     k, (m, d) = num_classes, Z.shape
     with torch.autocast(device_type=Z.device.type, enabled=False):

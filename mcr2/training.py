@@ -32,6 +32,10 @@ from .records import RunRecord, load_record, provenance, record_dir, update_reco
 __all__ = ["TrainingDiverged", "CUDNN_BENCHMARK", "CUDA_GRAPHS", "PHASES", "graphs_for", "epoch_order"]
 
 
+#: Below this ε² a NaN loss is blamed on ε² rather than on the learning rate.
+TINY_EPS_SQ = 1e-6
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the run's record is marked failed."""
 
@@ -332,9 +336,13 @@ class _Trainer(Evaluation):
         logs = logs.cpu()
         if not torch.isfinite(logs[:, 0]).all():
             bad = int((~torch.isfinite(logs[:, 0])).nonzero()[0])
+            # ε² far below float32's resolution of d/(m ε²) ZᵀZ makes the coding rate itself NaN, whatever the lr.
+            tiny = exp.loss.kind == "mcr2" and exp.loss.eps_sq < TINY_EPS_SQ
+            fix = (f"loss.eps_sq={exp.loss.eps_sq:g} is too small for float32's log-determinants: raise it (≥ "
+                   f"{TINY_EPS_SQ:g}; the report uses 0.5)" if tiny else f"try a lower optim.lr (now {exp.optim.lr})")
             raise TrainingDiverged(
                 f"{exp.name} (seed {exp.seed}): the loss became {logs[bad, 0].item()} at epoch {epoch}, "
-                f"step {bad + 1}; try a lower optim.lr (now {exp.optim.lr}). (The step's MCR² does not check "
+                f"step {bad + 1}; {fix}. (The step's MCR² does not check "
                 f"its weights on every step: a negative or non-finite weight would also show as NaN here.)"
             )
         self.sched.step()

@@ -181,3 +181,109 @@ def test_the_module_entry_point_exits_non_zero_without_a_traceback(tmp_path):
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "python -m mcr2 run seg_bg_mcr2 --profile paper --seeds 0" in out.stderr
+
+
+# ------------------------------------------------------------------ errors that name what to fix
+def _one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("content, message", [(b"", "the file is empty"), (b"PK\x03\x04 a zip" * 30, "not a readable tar"),
+                                              (None, "no such file")])
+def test_empty_missing_or_non_tar_packs_are_one_line(tmp_path, capsys, content, message):
+    pack = tmp_path / "records.tar.xz"
+    if content is not None:
+        pack.write_bytes(content)
+    line = _one_line(refused(["paper", "--import-pack", str(pack)], capsys, code=1))
+    assert message in line and str(pack) in line
+
+
+def test_a_bad_cost_table_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
+    import mcr2.costs
+
+    table = tmp_path / "paper_costs.json"
+    monkeypatch.setattr(mcr2.costs, "COSTS_FILE", table)
+    for content, field in (("{nope", "not valid JSON"), ('{"seconds": {"cls_mnist_ce": {"1": "fast"}}}',
+                                                         "seconds.cls_mnist_ce.1 is 'fast'")):
+        table.write_text(content)
+        line = _one_line(refused(["paper", "--dry-run", "--runs-dir", str(tmp_path / "runs")], capsys, code=1))
+        assert str(table) in line and field in line and "git checkout" in line
+
+
+def test_a_full_disk_names_the_record(tmp_path, capsys, monkeypatch):
+    import errno
+
+    def full(exp, runs_dir, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(mcr2.engine, "run", full)
+    line = _one_line(refused(["run", "cls_mnist_ce", *TINY, "--runs-dir", str(tmp_path / "runs")], capsys, code=1))
+    assert "cls_mnist_ce seed 0: its record" in line and str(tmp_path / "runs" / "cls_mnist_ce" / "seed0-") in line
+    assert "the disk is full" in line and "Free space" in line
+
+
+def test_non_integer_num_classes_is_named():
+    from mcr2.loss import rate_reduction
+
+    Z, labels = torch.nn.functional.normalize(torch.randn(20, 4), dim=1), torch.randint(0, 2, (20,))
+    with pytest.raises(ValueError, match=r"num_classes must be an integer ≥ 1 .*got 2.5"):
+        rate_reduction(Z, labels, 2.5)
+    assert torch.isfinite(rate_reduction(Z, labels, torch.tensor(2)).loss)  # an integer tensor is an integer
+
+
+def test_a_tiny_eps_sq_divergence_blames_eps_sq_not_the_learning_rate(monkeypatch):
+    from mcr2.experiments import experiment
+    from mcr2.training import TrainingDiverged, _Trainer
+
+    def diverged(name, **overrides):
+        trainer = _Trainer(experiment(name, "smoke", 0, **overrides), None, torch.device("cpu"), "off")
+        trainer.in_channels = 1
+        trainer._build_model()
+        trainer.mask_on = True
+        trainer.X, trainer.Y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+        monkeypatch.setattr(trainer, "_eager_step", lambda x, y: torch.tensor([float("nan")] * 4))
+        with pytest.raises(TrainingDiverged) as err:
+            trainer._epoch(1)
+        return str(err.value)
+
+    assert "loss.eps_sq=1e-30 is too small" in diverged("cls_mnist_mcr2", **{"loss.eps_sq": 1e-30})
+    assert "lower optim.lr" in diverged("cls_mnist_mcr2") and "eps_sq" not in diverged("cls_mnist_mcr2").split(";")[1][:40]
+    assert "lower optim.lr" in diverged("cls_mnist_ce", **{"loss.eps_sq": 1e-30})  # CE has no coding rate
+
+
+def test_too_few_cifar_pictures_are_named(tmp_path):
+    import numpy as np
+
+    from mcr2.data import DataCorruptError
+    from mcr2.data.backgrounds import _load_backgrounds
+
+    np.savez(tmp_path / "cifar100_images.npz", images=np.zeros((3, 32, 32, 3), np.uint8))
+    with pytest.raises(DataCorruptError, match=r"holds 3 pictures, too few") as err:
+        _load_backgrounds("cifar100", "val", tmp_path, download=False)
+    assert "cifar100_images.npz" in str(err.value)
+
+
+def test_book_tool_names_damaged_notebooks_and_bad_parameters(tmp_path):
+    import jupytext
+
+    from _book_tool import book
+
+    for content in ("{not json", "[1, 2]", '{"cells": [3]}'):
+        (tmp_path / "03_x.ipynb").write_text(content)
+        with pytest.raises(book.BookError, match=r"03_x.ipynb is damaged .*make chapter NAME=03_x") as err:
+            book.notebook_errors(tmp_path / "03_x.ipynb")
+        assert "\n" not in str(err.value)
+    nb = jupytext.read(ROOT / "book" / "01_rate_reduction.py")
+    with pytest.raises(book.BookError, match=r"-p num_classes=2.5: chapter 01_rate_reduction's num_classes is int "
+                                             r"\(default 4\), not float"):
+        book.check_params("01_rate_reduction", nb, book.parse_params(["num_classes=2.5"]))
+    with pytest.raises(book.BookError, match="eps_sq is float"):
+        book.check_params("01_rate_reduction", nb, book.parse_params(["eps_sq=small"]))
+    with pytest.raises(book.BookError, match="has no parameter 'epochs'"):
+        book.check_params("01_rate_reduction", nb, {"epochs": 3})
+    book.check_params("01_rate_reduction", nb, book.parse_params(["eps_sq=1", "seed=3", "progress=lines"]))
+    book.check_params("01_rate_reduction", nb, {"epochs": 3}, every_param=False)  # a build: not this chapter's
+    with pytest.raises(book.BookError, match="the profile is chosen with --profile"):
+        book.parse_params(["profile=paper"])

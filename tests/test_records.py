@@ -407,3 +407,88 @@ def test_update_record_json_replaces_the_file_whole(tmp_path):
     records.update_record_json(tmp_path, lambda rec: rec["phase_seconds"].update(writing=0.5))
     assert json.loads((tmp_path / "record.json").read_text())["phase_seconds"] == {"writing": 0.5}
     assert [p.name for p in tmp_path.iterdir()] == ["record.json"]  # no temporary file left
+
+
+# ------------------------------------------------------------------- records that load but lie
+def _edit_history(path: Path, epoch: int, column: str, value: str) -> None:
+    lines = (path / "history.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[epoch].split(",")
+    cells[header.index(column)] = value
+    lines[epoch] = ",".join(cells)
+    (path / "history.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("epoch, column, value", [
+    (100, "mnist_acc", ""), (100, "usps_acc", "nan"), (5, "mnist_acc", ""), (50, "usps_acc", "inf"),
+    (3, "mnist_acc", "-inf")])
+def test_a_nan_in_a_metric_column_does_not_load_as_complete(tmp_path, epoch, column, value):
+    """Metrics are measured every eval.every-th epoch (5 here) and at the last: there, each is a
+    finite number; between them a cell is empty, never infinite."""
+    from _fake_records import fake_record
+
+    path = fake_record(tmp_path)
+    records.load_record(path)  # sound as written
+    _edit_history(path, epoch, column, value)
+    with pytest.raises(records.RecordCorrupt, match=f"column '{column}' is not a finite number at epoch {epoch}"):
+        records.load_record(path)
+
+
+def test_an_empty_per_class_accuracy_is_a_class_absent_not_a_fault(tmp_path):
+    from _fake_records import fake_record
+
+    path = fake_record(tmp_path)
+    history = (path / "history.csv").read_text().splitlines()
+    history = [history[0] + ",mnist_class3_acc"] + [line + "," for line in history[1:]]
+    (path / "history.csv").write_text("\n".join(history) + "\n")
+    meta = json.loads((path / "record.json").read_text())
+    meta["summary"]["mnist_class3_acc"] = float("nan")
+    (path / "record.json").write_text(json.dumps(meta))
+    assert records.load_record(path).status == "complete"
+
+
+def test_a_summary_that_is_not_the_last_history_row_does_not_load(tmp_path):
+    from _fake_records import fake_record
+
+    path = fake_record(tmp_path)
+    meta = json.loads((path / "record.json").read_text())
+    meta["summary"]["mnist_acc"] = 0.999
+    (path / "record.json").write_text(json.dumps(meta))
+    with pytest.raises(records.RecordCorrupt, match="summary mnist_acc=0.999 is not history.csv's last row"):
+        records.load_record(path)
+    meta["summary"]["mnist_acc"] = 0.91
+    meta["summary"]["made_up"] = 1.0
+    (path / "record.json").write_text(json.dumps(meta))
+    with pytest.raises(records.RecordCorrupt, match="summary made_up=1.0 is not history.csv's last row"):
+        records.load_record(path)
+
+
+def test_a_run_waiting_on_another_process_lock_says_what_it_waits_for(tmp_path, monkeypatch, capsys):
+    """flock locks of two open files conflict even in one process: a thread holds the record's
+    lock for a second; the main thread waits, and says so after LOCK_NOTICE_S."""
+    import threading
+    import time
+
+    monkeypatch.setattr(records, "LOCK_NOTICE_S", 0.2)
+    exp = experiment("seg_mnist_ce", "smoke", 0, **TINY)
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with records.record_lock(exp, tmp_path):
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(10)
+    threading.Timer(1.0, release.set).start()
+    started = time.monotonic()
+    with records.record_lock(exp, tmp_path) as got:
+        assert got
+    t.join()
+    assert time.monotonic() - started >= 0.5
+    err = capsys.readouterr().err
+    assert f"waiting for seg_mnist_ce seed 0: process {os.getpid()} holds the lock of its record" in err
+    with records.record_lock(exp, tmp_path):  # no wait, no message
+        pass
+    assert capsys.readouterr().err == ""

@@ -213,9 +213,18 @@ def pick_chapter(budget: float) -> tuple[str | None, list[str]]:
 
 def notebook_errors(path: Path) -> list[str]:
     """The error outputs of an executed notebook, one line each: ``cell N: Name: value``."""
-    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(nb, dict) or not isinstance(nb.get("cells", []), list):
+            raise ValueError("not a notebook: no list of cells")
+    except (UnicodeDecodeError, ValueError) as err:  # json.JSONDecodeError is a ValueError
+        raise BookError(f"the executed notebook {path} is damaged ({' '.join(str(err).split())}); execute the "
+                        f"chapter again: `make chapter NAME={Path(path).stem}`") from None
     found = []
     for i, cell in enumerate(nb.get("cells", []), start=1):
+        if not isinstance(cell, dict):
+            raise BookError(f"the executed notebook {path} is damaged (cell {i} is not an object); execute the "
+                            f"chapter again: `make chapter NAME={Path(path).stem}`")
         if ALLOWED_ERROR_TAG in cell.get("metadata", {}).get("tags", []):
             continue
         for out in cell.get("outputs", []) or []:
@@ -389,7 +398,8 @@ def _printed(nb) -> str:
     return "".join(line + "\n" for line in parts)
 
 
-def execute(name: str, profile: str, parameters: dict | None = None, out_dir: Path = EXECUTED) -> dict:
+def execute(name: str, profile: str, parameters: dict | None = None, out_dir: Path = EXECUTED,
+            every_param: bool = True) -> dict:
     """Execute book/NAME.py with papermill; returns {name, seconds, figures, output}.
 
     Raises if a cell raised (papermill) or the executed chapter holds no figure.
@@ -404,6 +414,7 @@ def execute(name: str, profile: str, parameters: dict | None = None, out_dir: Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{name}.ipynb"
     nb = jupytext.read(source)
+    check_params(name, nb, parameters or {}, every_param)
     nb.cells = [_book_cell(_WATCH_RECORDS), *nb.cells, _book_cell(_REPORT_RECORDS)]
     # One concise line per epoch in an executed notebook, never a progress bar flooding the HTML.
     params = {"profile": profile, "progress": "lines", **(parameters or {})}
@@ -790,12 +801,51 @@ def lab(argv: list[str]) -> None:
     os.execv(cmd[0], cmd)
 
 
+def chapter_params(nb) -> dict:
+    """The defaults of a chapter's ``parameters`` cell: ``{name: value}`` for each literal assignment."""
+    import ast
+
+    cell = next((c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    out = {}
+    for node in ast.parse(cell.source).body if cell is not None else []:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                out[node.targets[0].id] = None  # not a literal: any value
+    return out
+
+
+def check_params(name: str, nb, params: dict, every_param: bool = True) -> None:
+    """Each ``-p`` value names a parameter of the chapter (``every_param``; a whole build passes
+    each chapter only those it has) and has its default's type (an int where the default is an int,
+    a float also where it is a float, a list where a list...)."""
+    defaults = chapter_params(nb)
+    for key, value in params.items():
+        if key not in defaults and not every_param:
+            continue
+        if key not in defaults:
+            raise BookError(f"-p {key}=...: chapter {name} has no parameter {key!r}; its parameters: "
+                            f"{', '.join(defaults)}")
+        default = defaults[key]
+        if default is None or value is None:
+            continue
+        kind = float if isinstance(default, float) else type(default)
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
+        ok = ok or (kind is float and isinstance(value, int) and not isinstance(value, bool))
+        if not ok:
+            raise BookError(f"-p {key}={json.dumps(value)}: chapter {name}'s {key} is {kind.__name__ if kind is not list else 'a list'} "
+                            f"(default {json.dumps(default)}), not {type(value).__name__}: e.g. -p {key}={json.dumps(default)}")
+
+
 def parse_params(pairs: list[str]) -> dict:
     params = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
         if not _:
             raise BookError(f"parameter {pair!r} is not key=value")
+        if key.strip() == "profile":  # it would bypass --profile's choices and $MCR2_PROFILE
+            raise BookError(f"-p {pair}: the profile is chosen with --profile ({', '.join(PROFILES)}), not -p")
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -856,7 +906,7 @@ def main(argv=None) -> None:
     if not args.no_execute:
         check_data()
         for name in chapters():
-            times.append(execute(name, profile, params))
+            times.append(execute(name, profile, params, every_param=False))
         BUILD.mkdir(exist_ok=True)
         (BUILD / "chapter_times.json").write_text(json.dumps({"profile": profile, "chapters": times}, indent=1))
         total = sum(t["seconds"] for t in times)

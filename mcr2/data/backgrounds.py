@@ -34,6 +34,9 @@ def _npz_cached(file: str, _sig) -> torch.Tensor:
         raise _corrupt("CIFAR-100 (npz)", path, f"cannot read array 'images': {e!r}") from e
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
         raise _corrupt("CIFAR-100 (npz)", path, f"'images' is {images.dtype} {images.shape}, expected uint8 (N, 32, 32, 3)")
+    if images.shape[0] < 5:  # the 80/20 split must leave pictures on both sides
+        raise _corrupt("CIFAR-100 (npz)", path, f"'images' holds {images.shape[0]} pictures, too few for training and "
+                                                f"validation backgrounds (at least 5; the real file holds 20 000)")
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) -> (N, 3, 32, 32)
 
 
