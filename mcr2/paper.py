@@ -24,8 +24,10 @@ submits the missing runs as submitit jobs instead (:mod:`mcr2.executors`).
 The pack (``--pack``) holds the records this invocation made and ``costs.json``, the wall time of
 each of its runs (for a worker's first run, its start included and named) with the number of runs
 sharing the device (and ``streams``: whether they shared it as processes or as streams of one); it
-is rewritten after every finished run, so a window cut short still returns what finished. Needs
-only torch and torchvision.
+is rewritten after every finished run (and keeps what a pack already there held), so a window cut
+short still returns what finished; :mod:`mcr2.packs` writes it, with a manifest, and imports it.
+Everything given is checked before the first run (the pack's path included), and SIGTERM stops
+the workers with the runner. Needs only torch and torchvision.
 """
 from __future__ import annotations
 
