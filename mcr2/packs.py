@@ -127,6 +127,10 @@ def pack_records(paths: list[Path], runs_dir: Path, dest: Path, costs_rows: list
             raise PackError(f"the pack {dest} would be {size / 2**20:.1f} MiB, over the {PACK_LIMIT_BYTES / 2**20:.0f} "
                             f"MiB that come back from a GPU machine: pack fewer runs per file")
         os.replace(tmp, dest)
+    except OSError as err:
+        why = "the disk is full" if err.errno in (errno.ENOSPC, errno.EDQUOT) else f"{type(err).__name__}: {err}"
+        raise PackError(f"the pack {dest} could not be written ({why}); the records stay in {runs_dir}, and the "
+                        f"last pack written, if any, is whole") from None
     finally:
         tmp.unlink(missing_ok=True)
     return size
@@ -148,7 +152,7 @@ class Pack:
 
 def _fail(pack: Path, member: str | None, problem: str) -> PackError:
     where = f"{pack}" + (f", member {member}" if member else "")
-    return PackError(f"pack {where}: {problem}")
+    return PackError(f"pack {where}: {' '.join(problem.split())}")  # one line, whatever the problem quotes
 
 
 def _members(pack: Path, tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:

@@ -214,6 +214,19 @@ def test_tarfile_data_filter_and_size_limits(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------- 3. half-copied records
+def test_a_full_disk_while_packing_keeps_the_last_whole_pack(tmp_path, monkeypatch):
+    pack, (made,) = _pack(tmp_path)
+    before = pack.read_bytes()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(packs.os, "replace", full)
+    with pytest.raises(PackError, match=r"records.tar.xz could not be written \(the disk is full\); the records stay in"):
+        packs.pack_records([made], made.parents[1], pack, [])
+    assert pack.read_bytes() == before and [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+
+
 def test_validation_of_every_record_comes_before_any_copy(tmp_path):
     pack, _ = _pack(tmp_path, names=("cls_mnist_ce", "cls_mnist_mcr2"))
     member = next(n for n in _members(pack) if n.startswith("cls_mnist_mcr2/") and n.endswith("record.json"))
