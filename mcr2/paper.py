@@ -271,7 +271,9 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
             print(f"-- {p.name} seed {p.seed}: its worker ended (rc {rc}) after writing the complete record "
                   f"{found.path}; it goes into the pack", flush=True)
         finished.append(Finished(p, rc, wall, sharing, None if found is None else found.path))
-        rows.append({"name": p.name, "seed": p.seed, "returncode": rc if found is None else 0,
+        # The return code stays the worker's: a time without its report (and its worker's start) is
+        # not folded into the cost table, though the record travels.
+        rows.append({"name": p.name, "seed": p.seed, "returncode": rc,
                      "record": None if found is None else found.path.relative_to(runs_dir).as_posix(),
                      "wall_s": round(wall, 1),
                      "worker_start_s": (outcome or {}).get("start_s"), "sharing": round(sharing, 2), "streams": streams,

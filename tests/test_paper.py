@@ -464,7 +464,8 @@ def test_a_record_written_but_not_reported_goes_into_the_pack(tmp_path, monkeypa
     with tarfile.open(pack) as tar:
         rows = json.load(tar.extractfile("costs.json"))["runs"]
         assert any(n.endswith("/record.json") for n in tar.getnames())
-    assert rows[0]["returncode"] == 0 and rows[0]["record"].startswith("cls_mnist_ce/seed0-")
+    assert rows[0]["returncode"] == -9 and rows[0]["record"].startswith("cls_mnist_ce/seed0-")
+    assert cost_table.foldable({**rows[0], "profile": "paper", "device_type": "cuda"}) is not None  # no report, no cost
 
 
 @pytest.mark.skipif(not DATA.exists(), reason="needs ../shared/data")
