@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mcr2.experiments import experiment
-from mcr2.graphs import GraphedStep, _capture_key, _holds_lr, _make_capturable, _uncached_autocast
+from mcr2.graphs import GraphedStep, _capture_key, _holds_lr, _make_capturable, _uncached_autocast, step_log
 from mcr2.training import _Trainer
 
 
@@ -106,21 +106,21 @@ def test_uncached_autocast_is_scoped():
 
 
 def _state(trainer) -> list[torch.Tensor]:
-    """Everything a step reads and writes: parameters, buffers (BatchNorm's running statistics and
-    counts) and the optimizer's state tensors, in one order for any two trainers of one config."""
-    params = list(trainer.modules.parameters())
-    out = params + list(trainer.modules.buffers())
-    for p in params:
-        out += [v for _, v in sorted(trainer.opt.state.get(p, {}).items()) if torch.is_tensor(v)]
-    return out
+    """What a step moves: parameters, then buffers (BatchNorm's running statistics and counts)."""
+    return list(trainer.modules.parameters()) + list(trainer.modules.buffers())
 
 
 def _copy_state(dst, src) -> None:
-    a, b = _state(dst), _state(src)
-    assert len(a) == len(b)
+    """``dst`` takes ``src``'s parameters, buffers and optimizer state (where both have one: none
+    exists before a first step)."""
     with torch.no_grad():
-        for x, y in zip(a, b):
+        for x, y in zip(_state(dst), _state(src), strict=True):
             x.copy_(y)
+        for pa, pb in zip(dst.modules.parameters(), src.modules.parameters()):
+            sa, sb = dst.opt.state.get(pa), src.opt.state.get(pb)
+            for k, v in (sb or {}).items():
+                if sa and torch.is_tensor(v) and torch.is_tensor(sa.get(k)):
+                    sa[k].copy_(v)
 
 
 def _flat(tensors) -> torch.Tensor:
@@ -150,13 +150,20 @@ def test_graphed_step_trains_like_eager(name, overrides, floor, captures):
     """Same state, same batches: 6 full steps, a learning-rate decay (SGD: a re-capture; Adam: the
     graph's lr tensor set), 2 more steps and a ragged batch (eager): per step the same logged loss
     and the same update of the parameters and of BatchNorm's buffers."""
-    device = torch.device("cuda")
+    step = _assert_steps_like_eager(name, torch.device("cuda"), overrides, floor, lambda t: GraphedStep(t, warmup=3))
+    assert step.captures == captures
+
+
+def _assert_steps_like_eager(name, device, overrides, floor, make_step):
+    """Run ``make_step(trainer)`` beside the eager step (and an eager rerun) as described above;
+    AssertionError naming the part (loss, params, buffers) that is off. Returns the step."""
     eager, channels, seg = _trainer(name, device, **overrides)
     rerun, _, _ = _trainer(name, device, **overrides)
     graphed, _, _ = _trainer(name, device, **overrides)
     for t in (eager, rerun):
-        _make_capturable(t.opt)  # same Adam arithmetic on every side
-    step = GraphedStep(graphed, warmup=3)
+        if device.type == "cuda":  # (capturable optimizers are CUDA's)
+            _make_capturable(t.opt)  # same Adam arithmetic on every side
+    step = make_step(graphed)
     bs = eager.exp.optim.batch_size
     sizes = [bs] * 6 + ["decay"] + [bs] * 2 + [bs // 2 + 1]
     spread = {"loss": 0.0, "params": 0.0, "buffers": 0.0}
@@ -171,9 +178,8 @@ def test_graphed_step_trains_like_eager(name, overrides, floor, captures):
                     group["lr"] *= 0.5
             continue
         x, y = _batch(size, channels, seg, device, i)
-        if i > 0:  # the optimizer's state exists on every side after the first step
-            _copy_state(eager, graphed)
-            _copy_state(rerun, graphed)
+        _copy_state(eager, graphed)  # (no optimizer state anywhere before the first step)
+        _copy_state(rerun, graphed)
         before = _state(graphed)[: n_params + n_buffers]
         before = [_flat(before[:n_params]), _flat(before[n_params:])]
         logs = {"eager": eager._eager_step(x, y), "rerun": rerun._eager_step(x, y), "graphed": step(x, y).clone()}
@@ -187,11 +193,58 @@ def test_graphed_step_trains_like_eager(name, overrides, floor, captures):
         for j, part in enumerate(("params", "buffers")):
             spread[part] = max(spread[part], _rel(moved["rerun"][j], moved["eager"][j]))
             off[part].append(_rel(moved["graphed"][j], moved["eager"][j]))
-    assert step.captures == captures
     assert [g["lr"] for g in graphed.opt.param_groups] == [g["lr"] for g in eager.opt.param_groups]  # floats again
     for part in off:
         tol = min(0.25, max(floor, 4 * spread[part]))  # never so loose that a missing or doubled update passes
         assert max(off[part]) <= tol, (part, [round(v, 5) for v in off[part]], "eager rerun spread", spread[part])
+    return step
+
+
+def _no_optimizer_step(trainer):
+    def step(x, y):
+        loss, logged, rr = trainer._step_loss(x, y)
+        trainer.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        return step_log(logged, rr)
+    return step
+
+
+def _stale_lr(trainer):
+    first = [g["lr"] for g in trainer.opt.param_groups]
+
+    def step(x, y):
+        now = [g["lr"] for g in trainer.opt.param_groups]
+        for g, lr in zip(trainer.opt.param_groups, first):
+            g["lr"] = lr
+        try:
+            return trainer._eager_step(x, y)
+        finally:
+            for g, lr in zip(trainer.opt.param_groups, now):
+                g["lr"] = lr
+    return step
+
+
+def _frozen_buffers(trainer):
+    def step(x, y):
+        kept = [b.clone() for b in trainer.modules.buffers()]
+        row = trainer._eager_step(x, y)
+        with torch.no_grad():
+            for b, k in zip(trainer.modules.buffers(), kept):
+                b.copy_(k)
+        return row
+    return step
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_the_step_check_fails_a_replay_that_skips_the_optimizer_or_its_lr_or_batchnorm(optimizer):
+    """The check of the graphed step, run on this CPU with stand-ins for the graph: the eager step
+    itself passes; a step that never calls the optimizer, one that keeps the learning rate from
+    before the decay, and one that leaves BatchNorm's statistics alone each fail, naming the part."""
+    cpu, overrides = torch.device("cpu"), {"optim.optimizer": optimizer, "optim.lr": 0.01, "optim.batch_size": 8}
+    _assert_steps_like_eager("cls_mnist_ce", cpu, overrides, 1e-3, lambda t: t._eager_step)
+    for fault, part in ((_no_optimizer_step, "'params'"), (_stale_lr, "'params'"), (_frozen_buffers, "'buffers'")):
+        with pytest.raises(AssertionError, match=part):
+            _assert_steps_like_eager("cls_mnist_ce", cpu, overrides, 1e-3, fault)
 
 
 def _switch_threshold(accuracies: list[float], last: int) -> tuple[float, int, float]:
