@@ -307,7 +307,7 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
                     workers.append(worker)
                 print(f"-- start {pick.name} seed {pick.seed} on {labels[d]} at {time.monotonic() - start:.0f} s (estimate {est:.0f} s "
                       f"with {sharing} sharing{'' if extra == 0 else f', +{extra:.0f} s for a new worker'}, "
-                      f"{left():.0f} s left; worker pid {worker.proc.pid})", flush=True)
+                      f"{left():.0f} s left; worker pid {getattr(getattr(worker, 'proc', None), 'pid', '?')})", flush=True)
                 count_sharing()
                 now = time.monotonic()
                 running[worker, pick.name, pick.seed] = _Running(pick, worker, now, seen=now)

@@ -435,8 +435,8 @@ def test_an_existing_pack_keeps_its_records_or_is_refused(tmp_path):
 class _KilledAfterWriting:
     """A worker that writes its run's complete record and is killed before it reports it."""
 
-    def __init__(self, events, streams=1):
-        self.events, self.streams, self.busy, self.broken = events, streams, 0, False
+    def __init__(self, events, streams=1, device="auto"):
+        self.events, self.streams, self.device, self.busy, self.broken = events, streams, device, 0, False
         self.proc = type("P", (), {"pid": 0})()
 
     def submit(self, spec):
