@@ -463,13 +463,20 @@ def test_a_summary_that_is_not_the_last_history_row_does_not_load(tmp_path):
         records.load_record(path)
 
 
-def test_a_run_waiting_on_another_process_lock_says_what_it_waits_for(tmp_path, monkeypatch, capsys):
-    """flock locks of two open files conflict even in one process: a thread holds the record's
-    lock for a second; the main thread waits, and says so after LOCK_NOTICE_S."""
+@pytest.mark.parametrize("mode, message", [
+    ("flock", "waiting for seg_mnist_ce seed 0: process {pid} holds the lock of its record"),
+    ("file", "waiting for the record lock {path}: {host} pid {pid} holds it")])
+def test_a_run_waiting_on_another_process_lock_says_what_it_waits_for(tmp_path, monkeypatch, capsys, mode, message):
+    """Locks of two open files (flock) or two lock-file takers conflict even in one process: a
+    thread holds the record's lock for a second; the main thread waits, and says so after
+    LOCK_NOTICE_S."""
+    import socket
     import threading
     import time
 
+    monkeypatch.setenv("MCR2_LOCK", mode)
     monkeypatch.setattr(records, "LOCK_NOTICE_S", 0.2)
+    monkeypatch.setattr(records, "LOCK_POLL_S", 0.05)
     exp = experiment("seg_mnist_ce", "smoke", 0, **TINY)
     held, release = threading.Event(), threading.Event()
 
@@ -488,7 +495,9 @@ def test_a_run_waiting_on_another_process_lock_says_what_it_waits_for(tmp_path, 
     t.join()
     assert time.monotonic() - started >= 0.5
     err = capsys.readouterr().err
-    assert f"waiting for seg_mnist_ce seed 0: process {os.getpid()} holds the lock of its record" in err
+    final = records.record_dir(exp, tmp_path)
+    assert message.format(pid=os.getpid(), host=socket.gethostname(),
+                          path=final.parent / f".{final.name}.lockfile") in err, err
     with records.record_lock(exp, tmp_path):  # no wait, no message
         pass
     assert capsys.readouterr().err == ""
