@@ -43,7 +43,7 @@ from pathlib import Path
 
 from . import executors
 from .config import ConfigError, parse_overrides
-from .costs import COSTS_FILE, CostTableError, estimate, load_costs, merge_costs, worker_start_seconds
+from .costs import COSTS_FILE, CostTableError, estimate, load_costs, worker_start_seconds
 from .experiments import EXPERIMENTS, PROFILE_SEEDS, experiment
 from .packs import PackError, check_pack_path, import_pack, pack_records, read_pack
 from .records import RecordCorrupt, check_runs_dir, complete_record_path, default_runs_dir, find_record
