@@ -435,7 +435,7 @@ def test_an_existing_pack_keeps_its_records_or_is_refused(tmp_path):
 class _KilledAfterWriting:
     """A worker that writes its run's complete record and is killed before it reports it."""
 
-    def __init__(self, events, streams=1, device="auto"):
+    def __init__(self, events, streams=1, device="auto", **launch):
         self.events, self.streams, self.device, self.busy, self.broken = events, streams, device, 0, False
         self.proc = type("P", (), {"pid": 0})()
 
