@@ -87,7 +87,7 @@ def test_dry_run_on_a_fake_device_list_names_each_runs_device(tmp_path, capsys):
     assert _main("--dry-run", "--devices", "0,1,2,3,4,5,6,7", "--runs-dir", tmp_path) == 0
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines() if line[:3].strip().isdigit()]
-    assert len(rows) == 33 and [r[3] for r in rows[:8]] == [f"cuda:{i}" for i in range(8)]
+    assert len(rows) == 3 * len(paper.ordered_names()) and [r[3] for r in rows[:8]] == [f"cuda:{i}" for i in range(8)]
     assert "8 devices (cuda:0, cuda:1" in out and "on each of 8 devices" in out
     eight = paper.profile_seconds(tmp_path, devices=8)
     one = paper.profile_seconds(tmp_path)
@@ -105,7 +105,7 @@ class _FakeWorker:
     """A worker that 'trains' each run for a moment and reports it (no process, no torch)."""
     made: list = []
 
-    def __init__(self, events, streams=1, device="auto"):
+    def __init__(self, events, streams=1, device="auto", shared=None):
         self.events, self.streams, self.device = events, streams, device
         self.busy, self.broken, self.runs = 0, False, 0
         _FakeWorker.made.append(self)
