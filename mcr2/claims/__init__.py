@@ -38,7 +38,7 @@ from .definitions import (
 )
 from .runs import COLLAPSE_ACC, MaskingEvents, digit_cosine, masking_events, masking_story, run_notes, seed_values
 from .stats import ALPHA, CONFIDENCE, MIN_SEEDS, Test, above, below, compare, equivalent, paired, t_interval, welch
-from .views import claims_table, ledger_line, ledger_view, verdict_markdown, verdict_table, verdict_text
+from .views import claims_table, ledger_line, verdict_markdown, verdict_table, verdict_text
 
 __all__ = [
     "VERDICTS",
@@ -81,7 +81,6 @@ __all__ = [
     "claim_quantities",
     "claims_table",
     "verdict_text",
-    "ledger_view",
     "ledger_line",
     "verdict_table",
     "verdict_markdown",

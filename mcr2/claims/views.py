@@ -14,7 +14,7 @@ import pandas as pd
 
 from .definitions import claim, claim_quantities, evaluate_claims
 
-__all__ = ["claims_table", "verdict_text", "ledger_view", "verdict_cell", "verdict_table", "verdict_markdown",
+__all__ = ["claims_table", "verdict_text", "verdict_cell", "verdict_table", "verdict_markdown",
            "ledger_line", "ledger_target", "section_anchor"]
 
 
@@ -139,29 +139,3 @@ def verdict_text(records: dict, ids) -> str:
         parts.append(text)
     return "\n\n".join(parts)
 
-
-def ledger_view(ledger: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """The ledger (:func:`evaluate_claims`) for reading: six columns (claim, the report, ours with
-    every seed's value, verdict, consistent with the report, evidence) and no empty cells, plus the reasons every row shares, which a page states
-    once above the table instead of in each row."""
-    reasons = [set(filter(None, w.split("; "))) for w in ledger["why"]]
-    common = sorted(set.intersection(*reasons), key=lambda r: ledger["why"].iloc[0].find(r)) if reasons else []
-    rows = []
-    for (_, r), own in zip(ledger.iterrows(), reasons):
-        seeds = f"{r['seeds']} seed{'s' if r['seeds'] != 1 else ''}"
-        evidence = [f"Tests: {r['tests']}."]
-        specific = [w for w in r["why"].split("; ") if w and w not in common]
-        if specific:
-            evidence.append(f"Not decided: {'; '.join(specific)}.")
-        if r["runs"]:
-            evidence.append(f"Runs: {r['runs']}.")
-        rows.append({
-            "claim": r["claim"],
-            "the report": f"{r['report statement']} Report: {r['report value']}.",
-            "ours": f"{r['our value']} ({r['profile']} profile, {seeds}). Per seed: {r['per seed'] or '—'}.",
-            "verdict": verdict_cell(r),
-            "consistent with the report": f"{r['consistent']} ({r['consistency']})",
-            "evidence": " ".join(evidence),
-        })
-    columns = ["claim", "the report", "ours", "verdict", "consistent with the report", "evidence"]
-    return pd.DataFrame(rows, columns=columns), common
