@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from .config import Experiment
-from .data.datasets import MNIST_COUNTS
+from .data import MNIST_COUNTS
 from .experiments import PROFILES, experiment
 
 __all__ = ["DEVIATIONS", "BATCHNORM_TOPIC", "FIT_TOPIC", "deviations_table", "Arm", "evaluation_arms",

@@ -22,8 +22,10 @@ from ..config import BACKGROUNDS, DOMAINS, USPS_LAYOUTS
 from .backgrounds import MASK_THRESHOLD, compose, masks_from_digits
 from .datasets import (
     DOMAIN_NAMES,
+    MNIST_COUNTS,
     NUM_SEGMENTATION_CLASSES,
     SPLITS,
+    USPS_COUNTS,
     DigitsDataset,
     SegmentationDataset,
     digits,
@@ -46,6 +48,8 @@ __all__ = [
     "NUM_SEGMENTATION_CLASSES",
     "DOMAINS",
     "SPLITS",
+    "MNIST_COUNTS",
+    "USPS_COUNTS",
     "BACKGROUNDS",
     "USPS_LAYOUTS",
     "DataNotFoundError",
