@@ -189,7 +189,7 @@ def test_every_chapter_page_holds_its_figures_and_captions(built_book):
                 assert (chapter["path"].parent / src).resolve().exists(), f"{name}: missing image {src}"
 
         captioned = _figure_directives(nb)
-        numbers = re.findall(r'<span class="caption-number">Fig\. (\d+) </span>', html)
+        numbers = re.findall(r'<span class="caption-number">Book fig\. (\d+) </span>', html)
         assert len(numbers) == captioned, f"{name}: {captioned} figure directives, {len(numbers)} numbered captions"
         assert len(re.findall(r"<figcaption>", html)) >= captioned
         for key in re.findall(r"^:name:\s*(\S+)", "\n".join(c.source for c in nb.cells if c.cell_type == "markdown"), re.M):
