@@ -38,6 +38,13 @@ def _evidence(label: str) -> tuple[str, str, str]:
     return page, section or "", f"{page}.html" + (f"#{section_anchor(section)}" if section else "")
 
 
+def _where(page: str, section: str) -> str:
+    """How a reader names a claim's evidence: the chapter's number (``03_classification`` → ch. 03,
+    the number its file and take-home command carry) and the section."""
+    number = page.split("_")[0]
+    return (f"ch. {number}" if number.isdigit() else page) + (f" § {section}" if section else "")
+
+
 def _cell(text: str) -> str:
     """Text safe inside a Markdown table cell."""
     return str(text).replace("|", "\\|").replace("\n", " ")
@@ -52,7 +59,7 @@ def verdict_table(ledger: pd.DataFrame) -> pd.DataFrame:
         page, section, _ = _evidence(r["claim"])
         rows.append({"claim": r["claim"], "the report says": claim(r["claim"]).short, "verdict": verdict_cell(r),
                      "consistent with the report": r["consistent"],
-                     "evidence": page + (f" § {section}" if section else "")})
+                     "evidence": _where(page, section)})
     return pd.DataFrame(rows, columns=["claim", "the report says", "verdict", "consistent with the report", "evidence"])
 
 
@@ -63,7 +70,7 @@ def verdict_markdown(ledger: pd.DataFrame) -> str:
     lines = [head]
     for _, r in ledger.iterrows():
         page, section, href = _evidence(r["claim"])
-        where = f"{page}" + (f" § {section}" if section else "")
+        where = _where(page, section)
         lines.append(f"| {{ref}}`{r['claim']} <{ledger_target(r['claim'])}>` | {_cell(claim(r['claim']).short)} | "
                      f"{_cell(verdict_cell(r))} | {_cell(r['consistent'])} | <a href=\"{href}\">{_cell(where)}</a> |")
     return "\n".join(lines)
@@ -88,7 +95,7 @@ def ledger_line(row) -> str:
     if row["runs"]:
         items.append(f"**Runs**: {row['runs']}")
     page, section, href = _evidence(row["claim"])
-    items.append(f"**Evidence**: <a href=\"{href}\">{page}" + (f" § {section}" if section else "") + "</a>")
+    items.append(f"**Evidence**: <a href=\"{href}\">{_where(page, section)}</a>")
     return "\n".join(f"- {item}" for item in items)
 
 
