@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mcr2 import engine, executors, paper, records
+from mcr2 import engine, executors, locks, paper, records
 from mcr2.experiments import experiment
 from mcr2.paper import Planned
 from mcr2.records import complete_record_path, find_record, record_dir, record_lock
@@ -143,9 +143,9 @@ def test_runs_go_to_the_first_free_device_and_count_sharing_per_device(tmp_path,
 # ---------------------------------------------------------------------------------------- the lock
 def test_lock_mode_is_chosen_by_environment_or_filesystem(tmp_path, monkeypatch):
     monkeypatch.delenv("MCR2_LOCK", raising=False)
-    assert records.lock_mode(tmp_path) == ("file" if records._filesystem_type(tmp_path) in
-                                           records.NETWORK_FILESYSTEMS else "flock")
-    monkeypatch.setattr(records, "_filesystem_type", lambda path: "nfs4")
+    assert records.lock_mode(tmp_path) == ("file" if locks._filesystem_type(tmp_path) in
+                                           locks.NETWORK_FILESYSTEMS else "flock")
+    monkeypatch.setattr(locks, "_filesystem_type", lambda path: "nfs4")
     assert records.lock_mode(tmp_path) == "file"  # auto: lock files on NFS
     monkeypatch.setenv("MCR2_LOCK", "flock")
     assert records.lock_mode(tmp_path) == "flock"
@@ -170,7 +170,7 @@ def test_lock_file_excludes_breaks_stale_holders_and_keeps_live_ones(tmp_path, m
     lock.write_text(json.dumps({"host": "node-17", "pid": 1, "token": "x"}))
     with record_lock(exp, tmp_path, wait=False) as held:
         assert held is False
-    old = time.time() - records.LOCK_STALE_S - 5
+    old = time.time() - locks.LOCK_STALE_S - 5
     os.utime(lock, (old, old))
     with record_lock(exp, tmp_path, wait=False) as held:
         assert held and json.loads(lock.read_text())["pid"] == os.getpid()
@@ -189,7 +189,7 @@ def test_lock_file_excludes_breaks_stale_holders_and_keeps_live_ones(tmp_path, m
 
 def test_lock_file_holder_keeps_its_lock_fresh(tmp_path, monkeypatch):
     monkeypatch.setenv("MCR2_LOCK", "file")
-    monkeypatch.setattr(records, "LOCK_HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(locks, "LOCK_HEARTBEAT_S", 0.05)
     exp = experiment("seg_mnist_ce", "paper", 0, **_overrides())
     final = record_dir(exp, tmp_path)
     with record_lock(exp, tmp_path):
@@ -280,10 +280,10 @@ def test_a_job_killed_mid_run_leaves_no_record_and_the_next_run_trains_it(tmp_pa
             "--only", "seg_mnist_ce", *_tiny_args(*extra)]
     assert _main(*argv, "--no-wait") == 0
     deadline = time.time() + 240
-    while not (lock.exists() and records._lock_holder(lock).get("pid")):
+    while not (lock.exists() and locks._lock_holder(lock).get("pid")):
         assert time.time() < deadline, "the job never took the record's lock"
         time.sleep(0.02)
-    holder = records._lock_holder(lock)
+    holder = locks._lock_holder(lock)
     assert holder["host"] == socket.gethostname()
     os.kill(holder["pid"], signal.SIGKILL)
     while True:  # gone (the job's controller reaps it)

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import mcr2.engine as engine
+import mcr2.locks as locks
 import mcr2.records as records
 from mcr2.experiments import experiment
 from mcr2.metrics import cosine_abs_blocks
@@ -475,8 +476,8 @@ def test_a_run_waiting_on_another_process_lock_says_what_it_waits_for(tmp_path, 
     import time
 
     monkeypatch.setenv("MCR2_LOCK", mode)
-    monkeypatch.setattr(records, "LOCK_NOTICE_S", 0.2)
-    monkeypatch.setattr(records, "LOCK_POLL_S", 0.05)
+    monkeypatch.setattr(locks, "LOCK_NOTICE_S", 0.2)
+    monkeypatch.setattr(locks, "LOCK_POLL_S", 0.05)
     exp = experiment("seg_mnist_ce", "smoke", 0, **TINY)
     held, release = threading.Event(), threading.Event()
 
