@@ -38,7 +38,7 @@ from pathlib import Path
 
 from .config import CODE_VERSION, config_key
 from .experiments import EXPERIMENTS
-from .records import RecordCorrupt, RunRecord, _git, check_runs_dir, load_record, record_dir, record_lock
+from .records import RecordCorrupt, RunRecord, _git, check_runs_dir, load_record, place_folder, record_dir, record_lock
 
 __all__ = ["PackError", "RECORD_FILES", "PACK_LIMIT_BYTES", "UNPACKED_LIMIT_BYTES", "check_pack_path",
            "pack_records", "read_pack", "import_pack"]
@@ -301,7 +301,6 @@ def _install(pack: Path, packed: PackedRecord, source: Path, runs_dir: Path) -> 
         if _complete_there(target):
             return None
         tmp = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
-        old = None
         try:
             tmp.mkdir()
             for name in RECORD_FILES:
@@ -309,10 +308,7 @@ def _install(pack: Path, packed: PackedRecord, source: Path, runs_dir: Path) -> 
                     shutil.copyfile(source / name, tmp / name)
                     os.chmod(tmp / name, 0o644)
             load_record(tmp)  # what landed on this disk reads complete, before it is renamed in
-            if target.exists():  # a failed or damaged record: set aside, as write_record does
-                old = target.parent / f".old-{target.name}-{uuid.uuid4().hex[:8]}"
-                target.rename(old)
-            tmp.rename(target)
+            place_folder(tmp, target)  # a failed or damaged record there is set aside, as write_record does
         except OSError as err:
             shutil.rmtree(tmp, ignore_errors=True)
             why = "the disk is full" if err.errno in (errno.ENOSPC, errno.EDQUOT) else f"{type(err).__name__}: {err}"
@@ -321,8 +317,6 @@ def _install(pack: Path, packed: PackedRecord, source: Path, runs_dir: Path) -> 
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
         return target
 
 

@@ -407,17 +407,26 @@ def write_record(exp: Experiment, runs_dir: Path, record: dict, history: list[di
         np.savez_compressed(tmp / "artefacts.npz", **_artefact_arrays(artefacts))
         # record.json last: a folder without it is never read as a record.
         (tmp / "record.json").write_text(json.dumps(_jsonable(record), indent=1, allow_nan=True))
-        old = None
-        if final.exists():
-            old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
-            final.rename(old)
-        tmp.rename(final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        place_folder(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def place_folder(tmp: Path, final: Path) -> None:
+    """Rename the complete folder ``tmp`` to ``final`` (call it holding :func:`record_lock`): a
+    folder already there is set aside first and deleted last, so a kill at any point leaves a
+    complete record that :func:`find_record` (and the next lock holder) recovers."""
+    old = None
+    if final.exists():
+        old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
+        final.rename(old)
+    tmp.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def _jsonable(x):
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
