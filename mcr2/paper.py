@@ -287,6 +287,8 @@ def train_within(plan: list[Planned], budget: float, jobs: int, runs_dir: Path, 
 
     try:
         while pending or running:
+            if _SIGNALLED:  # SIGTERM: unwind like Ctrl-C, the finally below stops the workers
+                raise SystemExit(128 + _SIGNALLED[-1])
             # Start what fits, most valuable first; a long run that does not fit lets a shorter one
             # go. A run that needs a new worker also needs the worker's start.
             while len(running) < slots and pending:
@@ -393,8 +395,14 @@ def carried_pack(pack: Path, runs_dir: Path) -> tuple[list[Path], list[dict]]:
     return paths, read.rows
 
 
+#: Signals received while the runner trains (see :func:`_terminated`).
+_SIGNALLED: list[int] = []
+
+
 def _terminated(signum, frame):
-    raise SystemExit(128 + signum)
+    """Note a SIGTERM; the runner's loop unwinds at its next poll (within ``POLL_S``). Raising here
+    instead could land inside ``queue.get``'s lock handling and end in 'release unlocked lock'."""
+    _SIGNALLED.append(signum)
 
 
 def _device_name(device: str, devices: list[int] | None = None) -> tuple[str, str | None]:
@@ -551,6 +559,7 @@ def main_from_args(args: argparse.Namespace) -> int:
     started = time.monotonic()
     # SIGTERM (a window's end, `timeout`, `kill`) unwinds like Ctrl-C: the workers are stopped with
     # the runner, never left behind, and a record written but not yet reported still goes into the pack.
+    _SIGNALLED.clear()
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         done = train_within(plan, args.budget if args.budget else math.inf, args.jobs, runs_dir, costs, device,
